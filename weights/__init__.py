@@ -1,0 +1,1 @@
+"""Model weights shipped with fusecli (installed as the `fusecli.weights` package)."""
