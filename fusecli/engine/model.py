@@ -1,0 +1,258 @@
+"""PSLPT: the pseudo-siamese Laplacian pyramid transformer of Wang, Deng and Vivone (2024).
+
+Two encoders decompose each source into a Laplacian pyramid of features (one low-frequency band
+and ``levels - 1`` high-frequency bands), a FAF set fuses the two pyramids band by band, and one
+shared decoder turns a pyramid back into an image. FAF set 1 serves multi-focus and
+multi-exposure fusion, FAF set 2 infrared/visible and medical fusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusecli.engine.config import ModelConfig
+from fusecli.engine.layers import (
+    FrequencyAdaptiveFusion,
+    SwinConvStage,
+    downsample2,
+    reflect_pad,
+    upsample2,
+)
+
+FAF_SETS = (1, 2)
+
+
+def _stage(config: ModelConfig, with_norms: bool) -> SwinConvStage:
+    return SwinConvStage(
+        config.channels,
+        config.depth,
+        config.num_heads,
+        config.window_size,
+        config.mlp_ratio,
+        config.cpb_hidden,
+        with_norms=with_norms,
+    )
+
+
+class Encoder(nn.Module):
+    """Image -> feature pyramid.
+
+    Level k has resolution 1/2^k. Band k < levels-1 is the high-frequency residual
+    ``F_k - upsample2(F_{k+1})``; the last band is the low-frequency ``F_{levels-1}``.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(config.in_channels, config.channels, 3, bias=False)
+        self.stages = nn.ModuleList(
+            _stage(config, with_norms=level == 0) for level in range(config.levels)
+        )
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """(B, in_channels, H, W) -> [(B, C, H/2^k, W/2^k) for k in range(levels)]."""
+        x = self.stages[0](self.stem(reflect_pad(image)))
+        features = [x]
+        for stage in self.stages[1:]:
+            x = stage(downsample2(x))
+            features.append(x)
+        bands = [fine - upsample2(coarse) for fine, coarse in pairwise(features)]
+        bands.append(features[-1])
+        return bands
+
+
+class Decoder(nn.Module):
+    """Feature pyramid -> image, coarse to fine: ``F_k = H_k + upsample2(stage(F_{k+1}))``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        # stages[k] works at level k (resolution 1/2^k).
+        self.stages = nn.ModuleList(_stage(config, with_norms=False) for _ in range(config.levels))
+        self.head = nn.Conv2d(config.channels, config.in_channels, 3, bias=False)
+
+    def forward(self, bands: Sequence[torch.Tensor]) -> torch.Tensor:
+        """[(B, C, H/2^k, W/2^k)] -> (B, in_channels, H, W), unclamped."""
+        x = bands[-1]
+        for level in range(len(bands) - 2, -1, -1):
+            x = bands[level] + upsample2(self.stages[level + 1](x))
+        return self.head(reflect_pad(self.stages[0](x)))
+
+
+class FusionSet(nn.Module):
+    """One set of FAF modules, one per pyramid band (index k fuses band k)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.bands = nn.ModuleList(
+            FrequencyAdaptiveFusion(
+                config.channels,
+                config.depth,
+                config.num_heads,
+                config.window_size,
+                config.mlp_ratio,
+                config.cpb_hidden,
+            )
+            for _ in range(config.levels)
+        )
+
+    def forward(
+        self, bands_a: Sequence[torch.Tensor], bands_b: Sequence[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        return [faf(a, b) for faf, a, b in zip(self.bands, bands_a, bands_b)]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflection-pad (B, C, H, W) so H and W become multiples of ``multiple``.
+
+    The padding is split between both sides. Sides shorter than the padding are reflected
+    repeatedly (edge replication for a 1-pixel side), so any size >= 1 works.
+
+    Returns:
+        The padded tensor and the (top, left) offset of the original inside it.
+    """
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    top, left = pad_h // 2, pad_w // 2
+    remaining = [left, pad_w - left, top, pad_h - top]
+    while any(remaining):
+        h, w = x.shape[-2:]
+        step = [
+            min(remaining[0], w - 1),
+            min(remaining[1], w - 1),
+            min(remaining[2], h - 1),
+            min(remaining[3], h - 1),
+        ]
+        if not any(step):
+            x = F.pad(x, tuple(remaining), mode="replicate")
+            break
+        x = F.pad(x, tuple(step), mode="reflect")
+        remaining = [r - s for r, s in zip(remaining, step)]
+    return x, (top, left)
+
+
+def _check_sources(sources: Sequence[torch.Tensor], in_channels: int) -> None:
+    if len(sources) < 2:
+        raise ValueError(f"fusion needs at least 2 sources, got {len(sources)}")
+    first = sources[0]
+    for i, source in enumerate(sources):
+        if source.dim() != 4 or source.shape[1] != in_channels:
+            raise ValueError(
+                f"source {i} must be (N, {in_channels}, H, W), got {tuple(source.shape)}"
+            )
+        if source.shape != first.shape:
+            raise ValueError(
+                f"all sources must have the same shape: source 0 is {tuple(first.shape)}, "
+                f"source {i} is {tuple(source.shape)}"
+            )
+        if not source.is_floating_point():
+            raise ValueError(f"source {i} must be a float tensor in [0, 1], got {source.dtype}")
+
+
+class PSLPT(nn.Module):
+    """Pseudo-siamese Laplacian pyramid transformer.
+
+    Args:
+        config: architecture; the paper's configuration by default.
+
+    Attributes:
+        encoder1, encoder2: the two (unshared) encoders, for the first and second source.
+        decoder: the shared decoder.
+        faf1, faf2: FAF set 1 (MFF/MEF) and set 2 (IVF/MMF).
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        self.encoder1 = Encoder(self.config)
+        self.encoder2 = Encoder(self.config)
+        self.decoder = Decoder(self.config)
+        self.faf1 = FusionSet(self.config)
+        self.faf2 = FusionSet(self.config)
+
+    def faf_set(self, index: int) -> FusionSet:
+        """FAF set 1 (multi-focus, multi-exposure) or 2 (infrared/visible, medical)."""
+        if index not in FAF_SETS:
+            raise ValueError(f"faf_set must be 1 or 2, got {index!r}")
+        return self.faf1 if index == 1 else self.faf2
+
+    def _check_trainable_size(self, a: torch.Tensor) -> None:
+        multiple = self.config.size_multiple
+        if a.shape[-2] % multiple or a.shape[-1] % multiple:
+            raise ValueError(
+                f"the training forward needs H and W that are multiples of {multiple}, "
+                f"got {tuple(a.shape[-2:])}; crop training patches accordingly or use fuse()"
+            )
+
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor, faf_set: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training forward: fused image and both reconstructions, unclamped.
+
+        Args:
+            a, b: (N, in_channels, H, W), H and W multiples of ``config.size_multiple``.
+            faf_set: which FAF set fuses the pyramids.
+
+        Returns:
+            fused, recon_a, recon_b, each (N, in_channels, H, W).
+        """
+        _check_sources((a, b), self.config.in_channels)
+        self._check_trainable_size(a)
+        bands_a = self.encoder1(a)
+        bands_b = self.encoder2(b)
+        fused = self.decoder(self.faf_set(faf_set)(bands_a, bands_b))
+        return fused, self.decoder(bands_a), self.decoder(bands_b)
+
+    @torch.no_grad()
+    def fuse(
+        self, a: torch.Tensor, b: torch.Tensor, faf_set: int = 1, clamp: bool = True
+    ) -> torch.Tensor:
+        """Fuse two images of any size.
+
+        Args:
+            a, b: (N, in_channels, H, W) float in [0, 1], any H, W >= 1.
+            faf_set: 1 for multi-focus / multi-exposure, 2 for infrared-visible / medical.
+            clamp: clamp the result to [0, 1].
+
+        Returns:
+            (N, in_channels, H, W).
+        """
+        return self.fuse_many([a, b], faf_set=faf_set, clamp=clamp)
+
+    @torch.no_grad()
+    def fuse_many(
+        self, sources: Sequence[torch.Tensor], faf_set: int = 1, clamp: bool = True
+    ) -> torch.Tensor:
+        """Fuse a stack (exposure bracket, focus stack) of two or more images.
+
+        The first source is encoded by encoder 1 and seeds the running fused pyramid; every
+        further source is encoded by encoder 2 and folded in band by band, in the order given:
+        ``acc = FAF(acc, next)``. This keeps the roles the FAF modules were trained with (slot 1
+        holds what encoder 1 produced, slot 2 a fresh encoder-2 pyramid), decodes once, and needs
+        memory for two pyramids whatever the stack size. For two sources it is :meth:`fuse`.
+
+        Args:
+            sources: (N, in_channels, H, W) tensors of one shape, floats in [0, 1].
+            faf_set: FAF set, see :meth:`fuse`.
+            clamp: clamp the result to [0, 1].
+
+        Returns:
+            (N, in_channels, H, W).
+        """
+        _check_sources(sources, self.config.in_channels)
+        height, width = sources[0].shape[-2:]
+        multiple = self.config.size_multiple
+        fusion = self.faf_set(faf_set)
+
+        padded, (top, left) = pad_to_multiple(sources[0], multiple)
+        acc = self.encoder1(padded)
+        for source in sources[1:]:
+            acc = fusion(acc, self.encoder2(pad_to_multiple(source, multiple)[0]))
+        fused = self.decoder(acc)[..., top : top + height, left : left + width]
+        return fused.clamp(0.0, 1.0) if clamp else fused
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
