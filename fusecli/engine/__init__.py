@@ -5,6 +5,27 @@ Knows nothing of the CLI or plugins.
 
 from fusecli.engine.authors import from_authors_state_dict
 from fusecli.engine.config import MODEL_VARIANTS, ModelConfig
+from fusecli.engine.device import precision, select_device
 from fusecli.engine.model import PSLPT
+from fusecli.engine.tiling import auto_tile_size, fuse_tiled
+from fusecli.engine.weights import (
+    load_weights,
+    read_weights_metadata,
+    save_weights,
+    shipped_weights_path,
+)
 
-__all__ = ["MODEL_VARIANTS", "PSLPT", "ModelConfig", "from_authors_state_dict"]
+__all__ = [
+    "MODEL_VARIANTS",
+    "PSLPT",
+    "ModelConfig",
+    "auto_tile_size",
+    "from_authors_state_dict",
+    "fuse_tiled",
+    "load_weights",
+    "precision",
+    "read_weights_metadata",
+    "save_weights",
+    "select_device",
+    "shipped_weights_path",
+]

@@ -1,0 +1,154 @@
+"""Tiled inference for images too large to fuse at once: overlapping tiles, smooth blending.
+
+Each tile is fused on its own (with the network's reflection padding at its borders), and the
+tiles are blended with weights that rise as a raised cosine across the overlap, so the border
+effects of one tile are faded out where its neighbour is reliable. With the default overlap the
+result differs from whole-image inference by well under one 8-bit grey level (measured in
+benchmarks/bench_tiling.py).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import torch
+
+from fusecli.engine.model import PSLPT
+
+# Peak bytes of working memory per pixel of a tile during fuse(), float32, measured on CPU
+# (benchmarks/bench_tiling.py --calibrate); rounded up for safety.
+BYTES_PER_PIXEL = 3200
+DEFAULT_OVERLAP = 64
+MIN_TILE = 128
+MAX_TILE = 2048
+# Fraction of the available memory one tile may use; the rest is for the caller and the OS.
+MEMORY_FRACTION = 0.35
+# Without a way to ask the OS, assume a small machine.
+FALLBACK_AVAILABLE_BYTES = 4 * 1024**3
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes of memory that a computation on ``device`` can still use."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return FALLBACK_AVAILABLE_BYTES
+
+
+def auto_tile_size(
+    device: torch.device, multiple: int = 16, budget_bytes: int | None = None
+) -> int:
+    """Largest square tile side whose working memory fits the budget.
+
+    Args:
+        device: where the network runs.
+        multiple: the tile side is rounded down to this (the network's size multiple).
+        budget_bytes: memory a tile may use; by default a fraction of what is available.
+    """
+    if budget_bytes is None:
+        budget_bytes = int(available_memory(device) * MEMORY_FRACTION)
+    side = int(math.sqrt(max(budget_bytes, 1) / BYTES_PER_PIXEL))
+    side = max(MIN_TILE, min(MAX_TILE, side))
+    return side - side % multiple
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles covering ``[0, length)``, neighbours overlapping by >= ``overlap``."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    count = math.ceil((length - tile) / step) + 1
+    # Spread the tiles evenly so every overlap is at least `overlap` and the last ends at length.
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def _ramp(length: int, start: int, tile: int, overlap: int, total: int) -> torch.Tensor:
+    """1-D blending weight of one tile: raised cosine over the overlap, 1 at image borders."""
+    weight = torch.ones(length, dtype=torch.float64)
+    ramp = min(overlap, length // 2)
+    if ramp > 0:
+        rise = 0.5 - 0.5 * torch.cos(
+            torch.pi * (torch.arange(ramp, dtype=torch.float64) + 0.5) / ramp
+        )
+        if start > 0:
+            weight[:ramp] = rise
+        if start + tile < total:
+            weight[-ramp:] = rise.flip(0)
+    return weight
+
+
+def fuse_tiled(
+    net: PSLPT,
+    sources: Sequence[torch.Tensor],
+    faf_set: int = 1,
+    *,
+    tile_size: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    clamp: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Fuse images of any size in overlapping tiles (or at once, when they fit one tile).
+
+    Args:
+        net: the network, already on its device.
+        sources: two or more (N, 1, H, W) float tensors in [0, 1], on any device; tiles are moved
+            to the network's device one at a time, so the full images may stay on the CPU.
+        faf_set: FAF set, see :meth:`PSLPT.fuse`.
+        tile_size: tile side in pixels (rounded down to a multiple of 16); None picks the largest
+            that fits in memory.
+        overlap: pixels shared by neighbouring tiles.
+        clamp: clamp the result to [0, 1].
+        progress: called as ``progress(done, total)`` after each tile.
+
+    Returns:
+        (N, 1, H, W) on the sources' device.
+    """
+    device = next(net.parameters()).device
+    multiple = net.config.size_multiple
+    if tile_size is None:
+        tile_size = auto_tile_size(device, multiple)
+    tile_size = max(multiple, tile_size - tile_size % multiple)
+    height, width = sources[0].shape[-2:]
+    if height <= tile_size and width <= tile_size:
+        fused = net.fuse_many([s.to(device) for s in sources], faf_set=faf_set, clamp=clamp)
+        if progress:
+            progress(1, 1)
+        return fused.to(sources[0].device)
+    if overlap >= tile_size // 2:
+        raise ValueError(f"overlap ({overlap}) must be under half the tile size ({tile_size})")
+
+    rows, cols = tile_starts(height, tile_size, overlap), tile_starts(width, tile_size, overlap)
+    accumulated = torch.zeros(sources[0].shape, dtype=torch.float64, device=sources[0].device)
+    weight_sum = torch.zeros((height, width), dtype=torch.float64, device=sources[0].device)
+    total, done = len(rows) * len(cols), 0
+    for top in rows:
+        tile_h = min(tile_size, height)
+        row_weight = _ramp(tile_h, top, tile_size, overlap, height)
+        for left in cols:
+            tile_w = min(tile_size, width)
+            window = (slice(top, top + tile_h), slice(left, left + tile_w))
+            tile = net.fuse_many(
+                [s[..., window[0], window[1]].to(device) for s in sources],
+                faf_set=faf_set,
+                clamp=False,
+            )
+            col_weight = _ramp(tile_w, left, tile_size, overlap, width)
+            weight = (row_weight[:, None] * col_weight[None, :]).to(weight_sum.device)
+            accumulated[..., window[0], window[1]] += tile.to(accumulated.device) * weight
+            weight_sum[window] += weight
+            done += 1
+            if progress:
+                progress(done, total)
+    fused = (accumulated / weight_sum).to(sources[0].dtype)
+    return fused.clamp(0.0, 1.0) if clamp else fused
