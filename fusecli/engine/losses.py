@@ -1,0 +1,292 @@
+"""Training losses of the two-stage multi-task semi-supervised framework (Eq. 2-10 of the paper).
+
+Wang, Deng, Vivone, "A general image fusion framework using multi-task semi-supervised learning",
+Information Fusion 2024, Section 3.2. Every image is a float (N, 1, H, W) tensor in [0, 1].
+
+Conventions, chosen to match the public SwinFusion / PSLPT training code the paper refers to:
+
+- ``||x||_1`` in the paper is the *mean* absolute error (``F.l1_loss``), so loss values do not
+  depend on the crop size.
+- SSIM (Wang et al., "Image quality assessment: from error visibility to structural similarity",
+  IEEE TIP 2004) uses an 11x11 Gaussian window with sigma 1.5, K1 = 0.01, K2 = 0.03,
+  data range 1, evaluated only where the window fits inside the image ("valid" convolution,
+  no padding), then averaged over pixels and batch.
+- The gradient operator of Eq. 9 is the 3x3 Sobel pair with replicated borders, and its magnitude is
+  ``|gx| + |gy|`` (so a constant image has zero gradient everywhere, borders included).
+- The unsupervised structural term of Eq. 7 is ``1 - (SSIM(f, a) + SSIM(f, b)) / 2`` as in
+  SwinFusion (their ``0.5 (1 - SSIM(a, f)) + 0.5 (1 - SSIM(b, f))`` is the same number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "LossWeights",
+    "gaussian_window",
+    "intensity_loss",
+    "reconstruction_loss",
+    "sobel_magnitude",
+    "ssim",
+    "stage1_loss",
+    "stage2_loss",
+    "structural_loss",
+    "supervised_task_loss",
+    "texture_loss",
+    "unsupervised_loss",
+]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The trade-off weights of Eq. 2-7, defaults from Section 4.1 of the paper.
+
+    Attributes:
+        mef: lambda, weight of the MEF loss in Eq. 2.
+        recon: lambda_1, weight of the source reconstruction in Eq. 3-4.
+        unsupervised: beta, weight of the unsupervised loss in Eq. 5.
+        unsupervised_recon: beta_1, weight of the reconstruction in Eq. 6.
+        texture: beta_2, weight of the texture loss in Eq. 7.
+        ssim: beta_3, weight of the structural loss in Eq. 7.
+    """
+
+    mef: float = 0.1
+    recon: float = 0.5
+    unsupervised: float = 0.1
+    unsupervised_recon: float = 1.25
+    texture: float = 1.0
+    ssim: float = 0.5
+
+
+def _check_image(name: str, x: torch.Tensor) -> None:
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"{name} must have shape (N, 1, H, W), got {tuple(x.shape)}")
+
+
+def gaussian_window(
+    size: int = 11, sigma: float = 1.5, *, dtype=torch.float32, device=None
+) -> torch.Tensor:
+    """Normalised 2-D Gaussian window.
+
+    Args:
+        size: side length (odd).
+        sigma: standard deviation in pixels.
+
+    Returns:
+        (1, 1, size, size) tensor summing to 1.
+    """
+    coords = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).reshape(1, 1, size, size)
+
+
+def ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    data_range: float = 1.0,
+) -> torch.Tensor:
+    """Mean structural similarity of two image batches (Wang et al. 2004), differentiable.
+
+    Args:
+        x: (N, 1, H, W) images, H and W >= window_size.
+        y: (N, 1, H, W) images.
+        window_size: side of the Gaussian window.
+        sigma: its standard deviation.
+        data_range: dynamic range of the pixel values.
+
+    Returns:
+        Scalar tensor: SSIM averaged over all valid window positions and the batch (1 if x == y).
+    """
+    _check_image("x", x)
+    _check_image("y", y)
+    if x.shape != y.shape:
+        raise ValueError(
+            f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if min(x.shape[-2:]) < window_size:
+        raise ValueError(
+            f"images must be at least {window_size} pixels high and wide, got {tuple(x.shape)}"
+        )
+    # SSIM's variances (E[x^2] - mu^2) cancel badly in half precision: use at least float32.
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x, y = x.float(), y.float()
+    w = gaussian_window(window_size, sigma, dtype=x.dtype, device=x.device)
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    mu_x = F.conv2d(x, w)
+    mu_y = F.conv2d(y, w)
+    var_x = F.conv2d(x * x, w) - mu_x**2
+    var_y = F.conv2d(y * y, w) - mu_y**2
+    cov = F.conv2d(x * y, w) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
+    den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+    return (num / den).mean()
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude ``|gx| + |gy|`` with 3x3 Sobel kernels and replicated borders.
+
+    Args:
+        x: (N, 1, H, W) images.
+
+    Returns:
+        (N, 1, H, W) non-negative gradient magnitudes.
+    """
+    _check_image("x", x)
+    kx = torch.tensor(
+        [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device
+    )
+    kernels = torch.stack([kx, kx.t()]).unsqueeze(1)  # (2, 1, 3, 3): d/dx, d/dy
+    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernels)
+    return g.abs().sum(dim=1, keepdim=True)
+
+
+def reconstruction_loss(
+    recon_a: torch.Tensor, recon_b: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
+    """L1 reconstruction of both sources, ``|a^ - a|_1 + |b^ - b|_1`` (Eq. 3, 4 and 10).
+
+    Args:
+        recon_a, recon_b: (N, 1, H, W) reconstructed sources.
+        a, b: (N, 1, H, W) sources.
+
+    Returns:
+        Scalar tensor.
+    """
+    return F.l1_loss(recon_a, a) + F.l1_loss(recon_b, b)
+
+
+def intensity_loss(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: L1 distance between the fused image and the element-wise maximum of the sources.
+
+    Args:
+        fused, a, b: (N, 1, H, W).
+
+    Returns:
+        Scalar tensor.
+    """
+    return F.l1_loss(fused, torch.maximum(a, b))
+
+
+def texture_loss(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Eq. 9: L1 distance between the fused gradient magnitude and the larger source magnitude.
+
+    Args:
+        fused, a, b: (N, 1, H, W).
+
+    Returns:
+        Scalar tensor.
+    """
+    target = torch.maximum(sobel_magnitude(a), sobel_magnitude(b))
+    return F.l1_loss(sobel_magnitude(fused), target)
+
+
+def structural_loss(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Unsupervised structural term of Eq. 7: ``1 - (SSIM(f, a) + SSIM(f, b)) / 2``.
+
+    Args:
+        fused, a, b: (N, 1, H, W).
+
+    Returns:
+        Scalar tensor in [0, 2].
+    """
+    return 1 - (ssim(fused, a) + ssim(fused, b)) / 2
+
+
+def supervised_task_loss(
+    fused: torch.Tensor,
+    recon_a: torch.Tensor,
+    recon_b: torch.Tensor,
+    target: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    recon_weight: float,
+) -> dict[str, torch.Tensor]:
+    """Eq. 3 / Eq. 4: ``1 - SSIM(I, I^) + lambda_1 (|a^ - a|_1 + |b^ - b|_1)`` for MFF or MEF.
+
+    Args:
+        fused: (N, 1, H, W) network output.
+        recon_a, recon_b: (N, 1, H, W) reconstructed sources.
+        target: (N, 1, H, W) ground truth.
+        a, b: (N, 1, H, W) sources.
+        recon_weight: lambda_1.
+
+    Returns:
+        Dict with scalar tensors ``total``, ``ssim`` (the 1 - SSIM term) and ``recon``.
+    """
+    fusion = 1 - ssim(target, fused)
+    recon = reconstruction_loss(recon_a, recon_b, a, b)
+    return {"total": fusion + recon_weight * recon, "ssim": fusion, "recon": recon}
+
+
+def unsupervised_loss(
+    fused: torch.Tensor,
+    recon_a: torch.Tensor,
+    recon_b: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    weights: LossWeights,
+) -> dict[str, torch.Tensor]:
+    """Eq. 6-10: ``L_int + beta_2 L_text + beta_3 L_ssim + beta_1 L_recon`` for IVF / MMF.
+
+    Args:
+        fused: (N, 1, H, W) network output.
+        recon_a, recon_b: (N, 1, H, W) reconstructed sources.
+        a, b: (N, 1, H, W) sources.
+        weights: beta_1, beta_2, beta_3 are read from it.
+
+    Returns:
+        Dict with scalar tensors ``total``, ``intensity``, ``texture``, ``ssim`` and ``recon``.
+    """
+    intensity = intensity_loss(fused, a, b)
+    texture = texture_loss(fused, a, b)
+    structure = structural_loss(fused, a, b)
+    recon = reconstruction_loss(recon_a, recon_b, a, b)
+    fuse = intensity + weights.texture * texture + weights.ssim * structure
+    return {
+        "total": fuse + weights.unsupervised_recon * recon,
+        "intensity": intensity,
+        "texture": texture,
+        "ssim": structure,
+        "recon": recon,
+    }
+
+
+def stage1_loss(
+    mff: dict[str, torch.Tensor], mef: dict[str, torch.Tensor], *, weights: LossWeights
+) -> torch.Tensor:
+    """Eq. 2: ``L_s1 = L_MFF + lambda L_MEF``.
+
+    Args:
+        mff, mef: outputs of :func:`supervised_task_loss` for each task.
+        weights: lambda is ``weights.mef``.
+
+    Returns:
+        Scalar tensor.
+    """
+    return mff["total"] + weights.mef * mef["total"]
+
+
+def stage2_loss(
+    supervised: torch.Tensor, unsupervised: dict[str, torch.Tensor], *, weights: LossWeights
+) -> torch.Tensor:
+    """Eq. 5: ``L_s2 = L_super + beta L_unsuper``, where ``L_super`` is Eq. 2.
+
+    Args:
+        supervised: scalar from :func:`stage1_loss`.
+        unsupervised: output of :func:`unsupervised_loss`.
+        weights: beta is ``weights.unsupervised``.
+
+    Returns:
+        Scalar tensor.
+    """
+    return supervised + weights.unsupervised * unsupervised["total"]
