@@ -18,13 +18,17 @@ import torch
 from fusecli.engine.model import PSLPT
 
 # Peak bytes of working memory per pixel of a tile during fuse(), float32, measured on CPU
-# (benchmarks/bench_tiling.py --calibrate); rounded up for safety.
-BYTES_PER_PIXEL = 3200
-DEFAULT_OVERLAP = 64
+# (benchmarks/bench_tiling.py); rounded up for safety.
+BYTES_PER_PIXEL = 4000
+# Seam error below one 8-bit grey level against whole-image inference at 1024x1024
+# (benchmarks/bench_tiling.py --seam).
+DEFAULT_OVERLAP = 192
 MIN_TILE = 128
 MAX_TILE = 2048
-# Fraction of the available memory one tile may use; the rest is for the caller and the OS.
+# One tile may use this fraction of the available memory, and at most MAX_TILE_BYTES, so that
+# fusing a 6000x4000 pair stays under 4 GB peak even on a large machine.
 MEMORY_FRACTION = 0.35
+MAX_TILE_BYTES = 2_500_000_000
 # Without a way to ask the OS, assume a small machine.
 FALLBACK_AVAILABLE_BYTES = 4 * 1024**3
 
@@ -57,7 +61,7 @@ def auto_tile_size(
         budget_bytes: memory a tile may use; by default a fraction of what is available.
     """
     if budget_bytes is None:
-        budget_bytes = int(available_memory(device) * MEMORY_FRACTION)
+        budget_bytes = min(int(available_memory(device) * MEMORY_FRACTION), MAX_TILE_BYTES)
     side = int(math.sqrt(max(budget_bytes, 1) / BYTES_PER_PIXEL))
     side = max(MIN_TILE, min(MAX_TILE, side))
     return side - side % multiple
@@ -107,7 +111,7 @@ def fuse_tiled(
         faf_set: FAF set, see :meth:`PSLPT.fuse`.
         tile_size: tile side in pixels (rounded down to a multiple of 16); None picks the largest
             that fits in memory.
-        overlap: pixels shared by neighbouring tiles.
+        overlap: pixels shared by neighbouring tiles (at most a third of the tile side).
         clamp: clamp the result to [0, 1].
         progress: called as ``progress(done, total)`` after each tile.
 
@@ -125,8 +129,8 @@ def fuse_tiled(
         if progress:
             progress(1, 1)
         return fused.to(sources[0].device)
-    if overlap >= tile_size // 2:
-        raise ValueError(f"overlap ({overlap}) must be under half the tile size ({tile_size})")
+    # Small tiles cannot afford the full overlap: keep at least a third of each tile its own.
+    overlap = min(overlap, tile_size // 3)
 
     rows, cols = tile_starts(height, tile_size, overlap), tile_starts(width, tile_size, overlap)
     accumulated = torch.zeros(sources[0].shape, dtype=torch.float64, device=sources[0].device)
