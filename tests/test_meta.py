@@ -1,0 +1,105 @@
+"""Project-level checks: layering, lint, and that a built wheel carries the weights."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def test_engine_imports_neither_the_cli_nor_plugin_machinery() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import fusecli.engine, fusecli.io, fusecli.color
+        banned = ("typer", "pluggy", "fusecli.cli", "fusecli.plugins", "rich")
+        bad = [m for m in banned if m in sys.modules]
+        print(",".join(bad))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_ruff_lint_and_format_are_clean() -> None:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    check = subprocess.run([ruff, "check", "."], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run(
+        [ruff, "format", "--check", "."], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout
+
+
+@pytest.mark.slow
+def test_built_wheel_installs_the_cli_and_the_weights(tmp_path) -> None:
+    wheel_dir = tmp_path / "dist"
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(REPO_ROOT),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if build.returncode != 0 and "setuptools" in build.stderr and "find" in build.stderr:
+        pytest.skip("no package index to fetch setuptools for the isolated build")
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheel_dir.glob("fusecli-*.whl")
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # Dependencies come from the test environment; fusecli itself only from the wheel.
+    deps = sysconfig.get_paths()["purelib"]
+    Path(site, "deps.pth").write_text(deps + "\n")
+    env = {**os.environ, "PYTHONNOUSERSITE": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, str(wheel)],
+        check=True,
+    )
+    code = textwrap.dedent(
+        """
+        import fusecli, importlib.resources as r
+        print(fusecli.__file__)
+        print(r.files("fusecli.weights"))
+        files = r.files("fusecli.weights").iterdir()
+        print(sorted(p.name for p in files if p.name.endswith(".safetensors")))
+        """
+    )
+    shown = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env
+    ).stdout.splitlines()
+    assert shown[0].startswith(site), "fusecli was imported from the checkout, not the wheel"
+    shipped = sorted(p.name for p in (REPO_ROOT / "weights").glob("*.safetensors"))
+    assert shown[2] == str(shipped)
+    help_text = subprocess.run(
+        [python, "-m", "fusecli", "--help"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert help_text.returncode == 0, help_text.stderr
+    assert "Usage" in help_text.stdout
