@@ -40,6 +40,7 @@ from fusecli.engine.metrics.suite import (
     Metric,
     as_planes,
     compute_metrics,
+    compute_metrics_many,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "chen_blum_quality",
     "chen_varshney_quality",
     "compute_metrics",
+    "compute_metrics_many",
     "cross_entropy",
     "edge_intensity",
     "edge_transfer_quality",

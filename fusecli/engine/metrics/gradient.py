@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusecli.engine.metrics._matlab import correlate_3x3
-
-_SOBEL_ROWS = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
-_SOBEL_COLS = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+from fusecli.engine.metrics._cache import memoised
+from fusecli.engine.metrics._matlab import sobel_gradients
 
 
 def _xydeas_edges(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,10 +22,9 @@ def _xydeas_edges(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         (strength, angle), each (H, W); angle = atan(gy/gx), pi/2 where gx == 0.
     """
-    scaled = 255.0 * image
-    # conv2 flips the kernels; both responses flip sign together, so strength and atan agree.
-    gx = correlate_3x3(scaled, _SOBEL_COLS, boundary="zero")
-    gy = correlate_3x3(scaled, _SOBEL_ROWS, boundary="zero")
+    gx, gy = sobel_gradients(image, boundary="zero")
+    # conv2 with h3 = [-1 0 1; ...] and h1 = [1 2 1; ...] flips them: SAx = -gx, SAy = gy.
+    gx, gy = -255.0 * gx, 255.0 * gy
     with np.errstate(divide="ignore", invalid="ignore"):
         angle = np.where(gx == 0, np.pi / 2, np.arctan(gy / gx))
     return np.sqrt(gx * gx + gy * gy), angle
@@ -63,11 +60,11 @@ def edge_transfer_quality(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     Returns:
         Qabf in 0..1; higher is better.
     """
-    g_f, a_f = _xydeas_edges(f)
+    g_f, a_f = memoised("xydeas_edges", _xydeas_edges, f)
     numerator = 0.0
     denominator = 0.0
     for source in (a, b):
-        g_s, a_s = _xydeas_edges(source)
+        g_s, a_s = memoised("xydeas_edges", _xydeas_edges, source)
         numerator += float((_xydeas_preservation(g_s, a_s, g_f, a_f) * g_s).sum())
         denominator += float(g_s.sum())
     return numerator / denominator
@@ -75,8 +72,8 @@ def edge_transfer_quality(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
 
 def _kumar_edges(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Kumar's `sobel_fn`: Sobel/8 with mirrored borders -> (strength, angle)."""
-    gv = correlate_3x3(image, _SOBEL_COLS / 8.0, boundary="mirror")
-    gh = correlate_3x3(image, -_SOBEL_ROWS / 8.0, boundary="mirror")
+    gx, gy = sobel_gradients(image, boundary="mirror")
+    gv, gh = gx / 8.0, gy / 8.0
     with np.errstate(divide="ignore", invalid="ignore"):
         # atan(gv/gh): +-pi/2 where gh == 0 (MATLAB's atan(+-Inf)), 0 where both vanish.
         angle = np.where(gh == 0, np.sign(gv) * np.pi / 2, np.arctan(gv / gh))
@@ -114,9 +111,9 @@ def fusion_artifacts(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     Returns:
         Nabf in 0..1; lower is better.
     """
-    g_f, a_f = _kumar_edges(f)
-    g_a, a_a = _kumar_edges(a)
-    g_b, a_b = _kumar_edges(b)
+    g_f, a_f = memoised("kumar_edges", _kumar_edges, f)
+    g_a, a_a = memoised("kumar_edges", _kumar_edges, a)
+    g_b, a_b = memoised("kumar_edges", _kumar_edges, b)
     weight_a = np.where(g_a >= 2.0, g_a**1.5, 0.001)
     weight_b = np.where(g_b >= 2.0, g_b**1.5, 0.001)
     artifact = (g_f > g_a) & (g_f > g_b)
@@ -156,8 +153,8 @@ def edge_intensity(f: np.ndarray) -> float:
     Returns:
         Edge intensity; higher is better.
     """
-    gx = correlate_3x3(f, _SOBEL_ROWS, boundary="replicate")
-    gy = correlate_3x3(f, _SOBEL_ROWS.T, boundary="replicate")
+    # fspecial('sobel') and its transpose: the negated Sobel pair (signs do not matter here).
+    gx, gy = sobel_gradients(f, boundary="replicate")
     return float(np.sqrt(gx * gx + gy * gy).mean())
 
 

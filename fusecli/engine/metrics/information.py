@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusecli.engine.metrics._matlab import correlate_3x3, matlab_round, normalize_to_255
+from fusecli.engine.metrics._cache import memoised
+from fusecli.engine.metrics._matlab import matlab_round, normalize_to_255, sobel_gradients
 
 _LEVELS = 256
 
@@ -46,7 +47,7 @@ def entropy(f: np.ndarray) -> float:
     Returns:
         Entropy in bits, 0..8; higher is better.
     """
-    return _entropy_of(_histogram(f))
+    return _entropy_of(memoised("histogram", _histogram, f))
 
 
 def cross_entropy(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
@@ -62,25 +63,28 @@ def cross_entropy(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     Returns:
         Cross entropy (bits); lower is better.
     """
-    hf = _histogram(f)
+    hf = memoised("histogram", _histogram, f)
     total = 0.0
     for source in (a, b):
-        hs = _histogram(source)
+        hs = memoised("histogram", _histogram, source)
         both = (hs > 0) & (hf > 0)
         total += float((hs[both] * np.log2(hs[both] / hf[both])).sum())
     return total / 2.0
 
 
+def _vifb_quantise(image: np.ndarray) -> np.ndarray:
+    """VIFB mutinf binning: min-max stretch, then int16(255 x) (rounds half away from zero)."""
+    low, high = float(image.min()), float(image.max())
+    if high == low:
+        return np.zeros(image.shape, dtype=np.intp)
+    return matlab_round((image - low) / (high - low) * 255.0).astype(np.intp)
+
+
 def _vifb_mutual_information(x: np.ndarray, y: np.ndarray) -> float:
-    """VIFB's `mutinf(a, b)`: min-max stretch, int16(255 x) binning, natural logarithm."""
-
-    def quantise(image: np.ndarray) -> np.ndarray:
-        low, high = float(image.min()), float(image.max())
-        if high == low:
-            return np.zeros(image.shape, dtype=np.intp)
-        return matlab_round((image - low) / (high - low) * 255.0).astype(np.intp)
-
-    joint = _joint_histogram(quantise(x), quantise(y)).astype(np.float64)
+    """VIFB's `mutinf(a, b)` in nats (natural logarithm) on quantised images."""
+    joint = _joint_histogram(
+        memoised("vifb_quantised", _vifb_quantise, x), memoised("vifb_quantised", _vifb_quantise, y)
+    ).astype(np.float64)
     joint /= joint.sum()
     h_xy = _entropy_of(joint, np.log)
     h_x = _entropy_of(joint.sum(axis=1), np.log)
@@ -127,10 +131,11 @@ def normalized_mutual_information(a: np.ndarray, b: np.ndarray, f: np.ndarray) -
     Returns:
         Normalised mutual information; higher is better.
     """
-    fused = normalize_to_255(f)
+    fused = memoised("normalized", normalize_to_255, f)
     total = 0.0
     for source in (a, b):
-        information, h_source, h_fused = _liu_mutual_information(normalize_to_255(source), fused)
+        normalized = memoised("normalized", normalize_to_255, source)
+        information, h_source, h_fused = _liu_mutual_information(normalized, fused)
         total += information / (h_source + h_fused)
     return 2.0 * total
 
@@ -138,8 +143,6 @@ def normalized_mutual_information(a: np.ndarray, b: np.ndarray, f: np.ndarray) -
 # --- FMI -------------------------------------------------------------------------------------
 
 _EDGE_TOLERANCE = 100 * np.finfo(np.float64).eps
-# fspecial('sobel')/8 is the y mask of MATLAB `edge`; its transpose is the x mask.
-_EDGE_Y_MASK = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]]) / 8.0
 
 
 def sobel_edges(image: np.ndarray) -> np.ndarray:
@@ -155,8 +158,9 @@ def sobel_edges(image: np.ndarray) -> np.ndarray:
     Returns:
         (H, W) bool edge map.
     """
-    gx = correlate_3x3(image, _EDGE_Y_MASK.T, boundary="replicate")
-    gy = correlate_3x3(image, _EDGE_Y_MASK, boundary="replicate")
+    # MATLAB's masks are fspecial('sobel')/8 and its transpose: the Sobel pair negated, / 8.
+    gx, gy = sobel_gradients(image, boundary="replicate")
+    gx, gy = gx / 8.0, gy / 8.0
     magnitude = gx * gx + gy * gy
     cutoff = 4.0 * magnitude.mean()
     gx, gy = np.abs(gx), np.abs(gy)
@@ -255,11 +259,16 @@ def _fmi_pairs(codes_s: np.ndarray, codes_f: np.ndarray) -> np.ndarray:
     return np.where(codes_s == codes_f, 1.0, value)
 
 
-def _fmi_map_mean(codes_s: np.ndarray, codes_f: np.ndarray) -> np.ndarray:
-    """FMI of every window, evaluating each distinct (source, fused) code pair once."""
-    pairs = codes_s.ravel() * 512 + codes_f.ravel()
-    unique, inverse = np.unique(pairs, return_inverse=True)
-    return _fmi_pairs(unique // 512, unique % 512)[inverse]
+def _edge_codes(image: np.ndarray) -> np.ndarray:
+    return _window_patterns(sobel_edges(image))
+
+
+def _fmi_mean(codes_s: np.ndarray, codes_f: np.ndarray) -> float:
+    """Mean FMI over windows: each distinct (source, fused) code pair is evaluated once."""
+    counts = np.bincount((codes_s * 512 + codes_f).ravel(), minlength=512 * 512)
+    pairs = np.flatnonzero(counts)
+    values = _fmi_pairs(pairs // 512, pairs % 512)
+    return float((values * counts[pairs]).sum() / codes_s.size)
 
 
 def feature_mutual_information(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
@@ -278,7 +287,7 @@ def feature_mutual_information(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> f
     Returns:
         Mean of (FMI(a, f) + FMI(b, f)) / 2 over windows, 0..1; higher is better.
     """
-    codes_f = _window_patterns(sobel_edges(f))
-    total = _fmi_map_mean(_window_patterns(sobel_edges(a)), codes_f)
-    total = total + _fmi_map_mean(_window_patterns(sobel_edges(b)), codes_f)
-    return float(total.mean() / 2.0)
+    codes_f = memoised("edge_codes", _edge_codes, f)
+    codes_a = memoised("edge_codes", _edge_codes, a)
+    codes_b = memoised("edge_codes", _edge_codes, b)
+    return (_fmi_mean(codes_a, codes_f) + _fmi_mean(codes_b, codes_f)) / 2.0

@@ -11,13 +11,14 @@ from functools import cache
 
 import numpy as np
 
+from fusecli.engine.metrics._cache import memoised
 from fusecli.engine.metrics._matlab import (
     block_sums,
-    correlate_3x3,
     correlate_separable,
     filter_in_frequency,
     frequency_radius,
     normalize_to_255,
+    sobel_gradients,
 )
 
 
@@ -55,18 +56,22 @@ def chen_blum_quality(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     Returns:
         Qcb in 0..1; higher is better.
     """
-    height, width = f.shape
-    radius = frequency_radius(height, width, row_scale=height / 30, col_scale=width / 30)
-    csf = np.exp(-((radius / 15.3870) ** 2)) - 0.7622 * np.exp(-((radius / 1.3456) ** 2))
-    stack = np.stack([normalize_to_255(x) for x in (a, b, f)])
-    contrast = _local_contrast(filter_in_frequency(stack, csf))
-    masked = contrast**3 / (contrast**2 + 1e-4)
-    c_a, c_b, c_f = masked
+    c_a, c_b, c_f = (memoised("chen_blum_contrast", _masked_contrast, x) for x in (a, b, f))
     with np.errstate(divide="ignore", invalid="ignore"):
         q_af = np.where(c_a < c_f, c_a / c_f, c_f / c_a)
         q_bf = np.where(c_b < c_f, c_b / c_f, c_f / c_b)
         saliency_a = c_a * c_a / (c_a * c_a + c_b * c_b)
     return float((saliency_a * q_af + (1.0 - saliency_a) * q_bf).mean())
+
+
+def _masked_contrast(image: np.ndarray) -> np.ndarray:
+    """Chen-Blum masked contrast C^p / (C^q + Z) of one image after CSF filtering; (H, W)."""
+    height, width = image.shape
+    radius = frequency_radius(height, width, row_scale=height / 30, col_scale=width / 30)
+    csf = np.exp(-((radius / 15.3870) ** 2)) - 0.7622 * np.exp(-((radius / 1.3456) ** 2))
+    normalized = memoised("normalized", normalize_to_255, image)
+    contrast = _local_contrast(filter_in_frequency(normalized, csf))
+    return contrast**3 / (contrast**2 + 1e-4)
 
 
 _CV_WINDOW = 16
@@ -89,16 +94,14 @@ def chen_varshney_quality(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
         Qcv >= 0; lower is better.
     """
     height, width = f.shape
-    a, b, f = (normalize_to_255(x) for x in (a, b, f))
+    a, b, f = (memoised("normalized", normalize_to_255, x) for x in (a, b, f))
     radius = frequency_radius(height, width, row_scale=height / 8, col_scale=width / 8)
     csf = 2.6 * (0.0192 + 0.144 * radius) * np.exp(-((0.144 * radius) ** 1.1))
     differences = filter_in_frequency(np.stack([a - f, b - f]), csf)
     numerator = 0.0
     denominator = 0.0
     for source, difference in zip((a, b), differences, strict=True):
-        gx = correlate_3x3(source, _SOBEL_X, boundary="zero")
-        gy = correlate_3x3(source, _SOBEL_X.T, boundary="zero")
-        saliency = block_sums(np.sqrt(gx * gx + gy * gy) ** _CV_ALPHA, _CV_WINDOW)
+        saliency = memoised("chen_varshney_saliency", _regional_saliency, source)
         # blkproc hands mean2 the zero-padded 16x16 block, so every block divides by 256.
         distortion = block_sums(difference * difference, _CV_WINDOW) / _CV_WINDOW**2
         numerator += float((saliency * distortion).sum())
@@ -106,4 +109,7 @@ def chen_varshney_quality(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     return numerator / denominator
 
 
-_SOBEL_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+def _regional_saliency(normalized: np.ndarray) -> np.ndarray:
+    """Sum of |Sobel gradient|^alpha per 16x16 block (filter2, zero borders)."""
+    gx, gy = sobel_gradients(normalized, boundary="zero")
+    return block_sums(np.sqrt(gx * gx + gy * gy) ** _CV_ALPHA, _CV_WINDOW)

@@ -9,9 +9,11 @@ does, and `mef_structural_similarity` is Ma et al.'s MEF-SSIM as run by MEFB.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from fusecli.engine.metrics._cache import memoised
 from fusecli.engine.metrics._matlab import (
     box_sum_valid,
     correlate_separable,
@@ -34,17 +36,33 @@ def _gaussian_means(stack: np.ndarray) -> np.ndarray:
     return correlate_separable(stack, taps, taps, mode="valid")
 
 
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian local mean and mean square of one image ('valid')."""
+    mean, mean_square = _gaussian_means(np.stack([x, x * x]))
+    return mean, mean_square
+
+
 def _ssim_maps(x: np.ndarray, y: np.ndarray, data_range: float) -> tuple[np.ndarray, np.ndarray]:
     """SSIM and contrast-structure maps of Wang et al. ('valid' Gaussian window)."""
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
-    mu_x, mu_y, xx, yy, xy = _gaussian_means(np.stack([x, y, x * x, y * y, x * y]))
+    mu_x, xx = memoised("gaussian_moments", _moments, x)
+    mu_y, yy = memoised("gaussian_moments", _moments, y)
+    xy = _gaussian_means(x * y)
     var_x = xx - mu_x * mu_x
     var_y = yy - mu_y * mu_y
     cov = xy - mu_x * mu_y
     contrast_structure = (2 * cov + c2) / (var_x + var_y + c2)
     luminance = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
     return luminance * contrast_structure, contrast_structure
+
+
+def _pyramid(x: np.ndarray, levels: int) -> list[np.ndarray]:
+    """[x, down(x), down(down(x)), ...] with MATLAB's 2x2 mean downsampling; `levels` entries."""
+    pyramid = [x]
+    for _ in range(levels - 1):
+        pyramid.append(downsample_by_two(pyramid[-1]))
+    return pyramid
 
 
 def _require_size(x: np.ndarray, minimum: int, metric: str) -> None:
@@ -99,11 +117,12 @@ def multiscale_structural_similarity(
     """
     levels = len(weights)
     _require_size(x, _WINDOW * 2 ** (levels - 1), "MS_SSIM")
+    pyramid_x = memoised(f"pyramid{levels}", lambda image: _pyramid(image, levels), x)
+    pyramid_y = memoised(f"pyramid{levels}", lambda image: _pyramid(image, levels), y)
     values = []
-    for level in range(levels):
-        ssim_map, cs_map = _ssim_maps(x, y, data_range)
+    for level, (x_level, y_level) in enumerate(zip(pyramid_x, pyramid_y, strict=True)):
+        ssim_map, cs_map = _ssim_maps(x_level, y_level, data_range)
         values.append(ssim_map.mean() if level == levels - 1 else cs_map.mean())
-        x, y = downsample_by_two(x), downsample_by_two(y)
     return float(math.prod(max(v, 0.0) ** w for v, w in zip(values, weights, strict=True)))
 
 
@@ -184,15 +203,31 @@ def fusion_peak_signal_noise_ratio(a: np.ndarray, b: np.ndarray, f: np.ndarray) 
     return math.inf if error == 0 else 20.0 * math.log10(255.0 / math.sqrt(error))
 
 
-def _mef_ssim_single_scale(sources: np.ndarray, f: np.ndarray) -> float:
-    """One scale of Ma et al.'s MEF-SSIM, in closed form over all 11x11 windows at once.
+@dataclass(frozen=True)
+class _MefReference:
+    """Source-side quantities of MEF-SSIM at one scale (all maps over 'valid' windows).
 
-    Per window the reference patch is the weighted mean of the mean-removed, unit-strength
-    source patches, rescaled to the largest source contrast; every statistic of that patch is
-    a linear combination of the sources' local (co)variances, so no patch is materialised.
+    The reference patch of each window is sum_k coefficient_k (s_k - mean_k) scaled by
+    `scale`; its Gaussian-weighted variance is `scale^2 * variance` and its covariance with
+    the fused image is `scale * sum_k coefficient_k cov_G(s_k, f)`.
+    """
+
+    sources: np.ndarray  # (K, H, W)
+    coefficient: np.ndarray  # (K, h, w)
+    scale: np.ndarray  # (h, w)
+    variance: np.ndarray  # (h, w), before scaling
+    gaussian_means: np.ndarray  # (K, h, w)
+
+
+def _mef_reference(sources: np.ndarray) -> _MefReference:
+    """Ma et al.'s desired-structure model of one scale, in closed form over all windows.
+
+    Per window, MEF-SSIM's reference patch is the weighted mean of the mean-removed,
+    unit-strength source patches, rescaled to the largest source contrast. Every statistic
+    of it is a linear combination of the sources' local (co)variances, so no patch is formed.
 
     Args:
-        sources: (K, H, W) exposures; f: (H, W) fused image.
+        sources: (K, H, W) source images.
     """
     n = _WINDOW * _WINDOW
     count = sources.shape[0]
@@ -219,34 +254,41 @@ def _mef_ssim_single_scale(sources: np.ndarray, f: np.ndarray) -> float:
     exponent = np.minimum(np.tan(np.pi / 2 * consistency), 10.0)
     weight = (signal / _WINDOW) ** exponent + eps
     weight /= weight.sum(axis=0)
-    coefficient = np.where(flat, 0.0, weight / signal)  # patch = sum_k coefficient_k (s_k - mean_k)
+    coefficient = np.where(flat, 0.0, weight / signal)
     norm_sq = sum(
         coefficient[k] * coefficient[j] * scatter[k, j] for k in range(count) for j in range(count)
     )
     # MATLAB rescales the patch to the largest source strength unless it is all zero.
     scale = np.where(norm_sq > 0, signal.max(axis=0) / np.sqrt(np.maximum(norm_sq, 1e-300)), 0.0)
 
-    # Gaussian-weighted (co)variances over the same windows.
-    stack = [*sources, f, f * f]
-    stack += [sources[k] * sources[j] for k, j in pairs]
-    stack += [sources[k] * f for k in range(count)]
-    means = _gaussian_means(np.stack(stack))
-    mean_s, mean_f, mean_ff = means[:count], means[count], means[count + 1]
-    offset = count + 2
-    var_f = mean_ff - mean_f * mean_f
-    var_r = np.zeros_like(var_f)
+    means = _gaussian_means(np.stack([*sources, *(sources[k] * sources[j] for k, j in pairs)]))
+    gaussian_means = means[:count]
+    variance = np.zeros(scale.shape)
     for index, (k, j) in enumerate(pairs):
-        covariance = means[offset + index] - mean_s[k] * mean_s[j]
+        covariance = means[count + index] - gaussian_means[k] * gaussian_means[j]
         term = coefficient[k] * coefficient[j] * covariance
-        var_r += term if k == j else 2 * term
+        variance += term if k == j else 2 * term
+    return _MefReference(sources, coefficient, scale, variance, gaussian_means)
+
+
+def _mef_ssim_single_scale(reference: _MefReference, f: np.ndarray) -> float:
+    """Mean MEF-SSIM map of one scale: structure comparison of the reference patch and f."""
+    count = reference.sources.shape[0]
+    means = _gaussian_means(np.stack([f, f * f, *(reference.sources[k] * f for k in range(count))]))
+    mean_f = means[0]
+    var_f = means[1] - mean_f * mean_f
     cov_rf = np.zeros_like(var_f)
     for k in range(count):
-        covariance = means[offset + len(pairs) + k] - mean_s[k] * mean_f
-        cov_rf += coefficient[k] * covariance
-    var_r *= scale * scale
-    cov_rf *= scale
+        covariance = means[2 + k] - reference.gaussian_means[k] * mean_f
+        cov_rf += reference.coefficient[k] * covariance
+    var_r = reference.variance * reference.scale**2
+    cov_rf *= reference.scale
     c = (0.03 * 255.0) ** 2
     return float(((2 * cov_rf + c) / (var_r + var_f + c)).mean())
+
+
+def _mef_references(sources: np.ndarray) -> list[_MefReference]:
+    return [_mef_reference(level) for level in _pyramid(sources, len(MEF_SSIM_WEIGHTS))]
 
 
 def mef_structural_similarity(sources: np.ndarray, f: np.ndarray) -> float:
@@ -266,12 +308,12 @@ def mef_structural_similarity(sources: np.ndarray, f: np.ndarray) -> float:
     """
     levels = len(MEF_SSIM_WEIGHTS)
     _require_size(f, _WINDOW * 2 ** (levels - 1), "MEF_SSIM")
+    references = memoised("mef_references", _mef_references, sources)
     total_weight = sum(MEF_SSIM_WEIGHTS)
     score = 1.0
-    for level, weight in enumerate(MEF_SSIM_WEIGHTS):
-        # mef_ms_ssim uses the full MEF-SSIM at every scale; a negative score cannot be raised
-        # to a fractional power, so it is clamped like MS-SSIM's.
-        score *= max(_mef_ssim_single_scale(sources, f), 0.0) ** (weight / total_weight)
-        if level < levels - 1:
-            sources, f = downsample_by_two(sources), downsample_by_two(f)
+    for reference, f_level, weight in zip(
+        references, _pyramid(f, levels), MEF_SSIM_WEIGHTS, strict=True
+    ):
+        # A negative score cannot be raised to a fractional power: clamped like MS-SSIM's.
+        score *= max(_mef_ssim_single_scale(reference, f_level), 0.0) ** (weight / total_weight)
     return float(score)
