@@ -1,0 +1,314 @@
+"""`fuse eval`: fusion quality metrics of fused images, one method or several side by side."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fusecli.engine.metrics import (
+    COLOUR_MODES,
+    DEFAULT_METRICS,
+    METRICS,
+    REFERENCE_METRICS,
+    compute_metrics_many,
+)
+from fusecli.errors import FuseError, ImageReadError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to evaluate: its sources, optional reference and each method's fused file."""
+
+    stem: str
+    source_a: Path
+    source_b: Path
+    reference: Path | None
+    fused: tuple[Path, ...]  # one per method, in method order
+
+
+def _require(path: Path, role: str) -> None:
+    if not path.exists():
+        raise FuseError(f"{role} {path} does not exist; check the path.")
+
+
+def _images_by_stem(folder: Path, role: str) -> dict[str, Path]:
+    images: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.stem in images:
+                raise FuseError(
+                    f"{role} folder {folder} has two images named {path.stem!r} "
+                    f"({images[path.stem].name}, {path.name}); keep one per name."
+                )
+            images[path.stem] = path
+    if not images:
+        raise FuseError(f"{role} folder {folder} contains no images ({', '.join(IMAGE_SUFFIXES)}).")
+    return images
+
+
+def plan_jobs(
+    source_a: Path, source_b: Path, fused: list[Path], reference: Path | None
+) -> list[Job]:
+    """Match the inputs: all files (one image) or all folders (matched by file stem).
+
+    Args:
+        source_a, source_b: source files or folders.
+        fused: one file or folder per method.
+        reference: optional ground-truth file or folder.
+
+    Returns:
+        One job per image, in source A's sorted order.
+    """
+    roles = [("SRC_A", source_a), ("SRC_B", source_b)]
+    roles += [("FUSED", path) for path in fused]
+    roles += [("--ref", reference)] if reference is not None else []
+    for role, path in roles:
+        _require(path, role)
+    kinds = {path.is_dir() for _, path in roles}
+    if len(kinds) > 1:
+        listing = ", ".join(f"{role} {'folder' if p.is_dir() else 'file'}" for role, p in roles)
+        raise FuseError(f"give either files or folders for every input, not a mix ({listing}).")
+    if not source_a.is_dir():
+        return [Job(source_a.stem, source_a, source_b, reference, tuple(fused))]
+
+    stems = _images_by_stem(source_a, "SRC_A")
+    others = [("SRC_B", _images_by_stem(source_b, "SRC_B"), source_b)]
+    others += [("FUSED", _images_by_stem(path, "FUSED"), path) for path in fused]
+    if reference is not None:
+        others.append(("--ref", _images_by_stem(reference, "--ref"), reference))
+    for role, images, folder in others:
+        missing = [stem for stem in stems if stem not in images]
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise FuseError(
+                f"{role} folder {folder} has no image named {missing[0]!r}{more} to match "
+                f"SRC_A folder {source_a}; folders are matched by file name without extension."
+            )
+    b_images = others[0][1]
+    fused_images = [images for role, images, _ in others if role == "FUSED"]
+    ref_images = others[-1][1] if reference is not None else None
+    return [
+        Job(
+            stem,
+            path,
+            b_images[stem],
+            None if ref_images is None else ref_images[stem],
+            tuple(images[stem] for images in fused_images),
+        )
+        for stem, path in stems.items()
+    ]
+
+
+def read_planes(path: Path) -> np.ndarray:
+    """Read an image as float64 (C, H, W) on the 8-bit scale, C in {1, 3}.
+
+    Alpha is dropped; a colour file whose three channels are identical is greyscale
+    (C = 1); 16-bit images are rescaled to 0..255.
+    """
+    import imageio.v3 as iio
+
+    try:
+        pixels = np.asarray(iio.imread(path))
+    except Exception as exc:  # imageio raises many types for unreadable files
+        raise ImageReadError(f"cannot read image {path} ({exc}); check the file.") from None
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(f"{path} has shape {pixels.shape}; expected a 2-D grey or RGB image.")
+    if np.issubdtype(pixels.dtype, np.integer) and np.iinfo(pixels.dtype).max > 255:
+        planes = pixels.astype(np.float64) * (255.0 / np.iinfo(pixels.dtype).max)
+    elif np.issubdtype(pixels.dtype, np.floating):
+        raise ImageReadError(f"{path} holds floating-point pixels; save it as 8- or 16-bit.")
+    else:
+        planes = pixels.astype(np.float64)
+    planes = planes[:, :, :3] if planes.shape[2] >= 3 else planes[:, :, :1]
+    if (
+        planes.shape[2] == 3
+        and (planes[:, :, 0] == planes[:, :, 1]).all()
+        and (planes[:, :, 1] == planes[:, :, 2]).all()
+    ):
+        planes = planes[:, :, :1]
+    return np.moveaxis(planes, -1, 0)
+
+
+def _method_names(fused: list[Path]) -> list[str]:
+    names = [path.name if path.is_dir() else path.stem for path in fused]
+    # Two folders with the same name (e.g. a/out, b/out): fall back to the paths as given.
+    return [str(path) for path in fused] if len(set(names)) < len(names) else names
+
+
+def evaluate_jobs(
+    jobs: list[Job], names: list[str] | None, colour: str
+) -> list[dict[str, dict[str, float]]]:
+    """Metrics of every job: for each method, {image stem: {metric: value}}."""
+    per_method: list[dict[str, dict[str, float]]] = [{} for _ in jobs[0].fused]
+    for job in jobs:
+        images = [read_planes(path) for path in job.fused]
+        a, b = read_planes(job.source_a), read_planes(job.source_b)
+        ref = None if job.reference is None else read_planes(job.reference)
+        expected = a.shape[1:]
+        for path, planes in [(job.source_b, b), (job.reference, ref), *zip(job.fused, images)]:
+            if planes is not None and planes.shape[1:] != expected:
+                raise FuseError(
+                    f"{path} is {planes.shape[2]}x{planes.shape[1]} but {job.source_a} is "
+                    f"{expected[1]}x{expected[0]}; evaluated images must have the same size."
+                )
+        results = compute_metrics_many(a, b, images, reference=ref, names=names, colour=colour)
+        for store, values in zip(per_method, results, strict=True):
+            store[job.stem] = values
+    return per_method
+
+
+def summarise(images: dict[str, dict[str, float]]) -> dict[str, object]:
+    """{"mean": {metric: mean}, "images": {stem: {...}}, "n": count} for one method."""
+    metric_names = list(next(iter(images.values())))
+    mean = {
+        name: float(np.mean([values[name] for values in images.values()])) for name in metric_names
+    }
+    return {"mean": mean, "images": images, "n": len(images)}
+
+
+def _finite_or_null(data: object) -> object:
+    """JSON has no inf/nan: write null (e.g. PSNR_ref of an image identical to its reference)."""
+    if isinstance(data, dict):
+        return {key: _finite_or_null(value) for key, value in data.items()}
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
+def _format(value: float) -> str:
+    return "inf" if math.isinf(value) else "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+def _best(values: list[float], higher_is_better: bool) -> float | None:
+    finite = [v for v in values if not math.isnan(v)]
+    if len(finite) < 2:
+        return None
+    return max(finite) if higher_is_better else min(finite)
+
+
+def render_table(summaries: dict[str, dict[str, object]], colour: str) -> Table:
+    """Metrics as rows, methods as columns; the best mean per metric in bold green."""
+    methods = list(summaries)
+    first = summaries[methods[0]]
+    count = first["n"]
+    metric_names = list(first["mean"])  # type: ignore[arg-type]
+    table = Table(
+        title=f"Mean over {count} image{'s' if count != 1 else ''} (colour: {colour})",
+        title_justify="left",
+    )
+    table.add_column("Metric")
+    for method in methods:
+        table.add_column(method, justify="right")
+    for name in metric_names:
+        metric = METRICS[name]
+        values = [float(summaries[m]["mean"][name]) for m in methods]  # type: ignore[index]
+        best = _best(values, metric.higher_is_better)
+        cells = [
+            f"[bold green]{_format(v)}[/]" if best is not None and v == best else _format(v)
+            for v in values
+        ]
+        table.add_row(f"{name} {'↑' if metric.higher_is_better else '↓'}", *cells)
+    return table
+
+
+def write_csv(path: Path, summaries: dict[str, dict[str, object]]) -> None:
+    """One row per (method, image) plus a 'mean' row per method."""
+    metric_names = list(next(iter(summaries.values()))["mean"])  # type: ignore[arg-type]
+    try:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["method", "image", *metric_names])
+            for method, summary in summaries.items():
+                for stem, values in summary["images"].items():  # type: ignore[union-attr]
+                    writer.writerow([method, stem, *(repr(values[n]) for n in metric_names)])
+                mean = summary["mean"]
+                writer.writerow([method, "mean", *(repr(mean[n]) for n in metric_names)])  # type: ignore[index]
+    except OSError as exc:
+        raise FuseError(
+            f"cannot write {path} ({exc.strerror}); choose another --csv path."
+        ) from None
+
+
+def _parse_metrics(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    lookup = {name.lower(): name for name in METRICS}
+    unknown = [name for name in names if name.lower() not in lookup]
+    if unknown or not names:
+        raise FuseError(
+            f"unknown metric {', '.join(unknown) or '(none given)'} in --metrics; "
+            f"choose from {', '.join(METRICS)}."
+        )
+    return [lookup[name.lower()] for name in names]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `eval` command to the root app."""
+
+    @app.command("eval")
+    def eval_command(
+        source_a: Path = typer.Argument(
+            ..., metavar="SRC_A", help="First source (e.g. visible): an image or a folder."
+        ),
+        source_b: Path = typer.Argument(
+            ..., metavar="SRC_B", help="Second source (e.g. infrared): an image or a folder."
+        ),
+        fused: list[Path] = typer.Argument(
+            ...,
+            metavar="FUSED...",
+            help="Fused image or folder; give several folders to compare methods side by side.",
+        ),
+        reference: Path | None = typer.Option(
+            None,
+            "--ref",
+            help="Ground truth (file or folder): adds PSNR_ref, SSIM_ref, MS_SSIM_ref.",
+        ),
+        metrics: str | None = typer.Option(
+            None,
+            "--metrics",
+            help=f"Comma-separated metrics (default: all). Known: {', '.join(METRICS)}.",
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+        csv_path: Path | None = typer.Option(
+            None, "--csv", help="Also write every per-image value to this CSV file."
+        ),
+        colour: str = typer.Option(
+            "channels",
+            "--colour",
+            "--color",
+            help="channels: evaluate colour images per channel and average (VIFB/MEFB); "
+            "gray: convert colour images to greyscale first. Default: channels.",
+        ),
+    ) -> None:
+        """Compute fusion quality metrics (VIFB/MEFB definitions); folders match by file name."""
+        if colour not in COLOUR_MODES:
+            raise FuseError(f"unknown --colour {colour!r}; choose from {', '.join(COLOUR_MODES)}.")
+        names = _parse_metrics(metrics)
+        if names is None:
+            names = list(DEFAULT_METRICS) + (list(REFERENCE_METRICS) if reference else [])
+        jobs = plan_jobs(source_a, source_b, list(fused), reference)
+        per_method = evaluate_jobs(jobs, names, colour)
+        summaries = {
+            method: summarise(images)
+            for method, images in zip(_method_names(list(fused)), per_method, strict=True)
+        }
+        if csv_path is not None:
+            write_csv(csv_path, summaries)
+        if as_json:
+            payload = next(iter(summaries.values())) if len(summaries) == 1 else summaries
+            typer.echo(json.dumps(_finite_or_null(payload), indent=2))
+        else:
+            Console(width=max(100, 18 + 12 * len(summaries))).print(render_table(summaries, colour))
