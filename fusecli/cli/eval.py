@@ -169,13 +169,17 @@ def evaluate_jobs(
     return per_method
 
 
-def summarise(images: dict[str, dict[str, float]]) -> dict[str, object]:
+def common_metrics(per_method: list[dict[str, dict[str, float]]]) -> list[str]:
+    """Metrics computed for every image (by default small images skip e.g. MS_SSIM)."""
+    key_sets = [list(values) for images in per_method for values in images.values()]
+    return [name for name in key_sets[0] if all(name in keys for keys in key_sets)]
+
+
+def summarise(images: dict[str, dict[str, float]], names: list[str]) -> dict[str, object]:
     """{"mean": {metric: mean}, "images": {stem: {...}}, "n": count} for one method."""
-    metric_names = list(next(iter(images.values())))
-    mean = {
-        name: float(np.mean([values[name] for values in images.values()])) for name in metric_names
-    }
-    return {"mean": mean, "images": images, "n": len(images)}
+    kept = {stem: {name: values[name] for name in names} for stem, values in images.items()}
+    mean = {name: float(np.mean([values[name] for values in kept.values()])) for name in names}
+    return {"mean": mean, "images": kept, "n": len(kept)}
 
 
 def _finite_or_null(data: object) -> object:
@@ -198,16 +202,18 @@ def _best(values: list[float], higher_is_better: bool) -> float | None:
     return max(finite) if higher_is_better else min(finite)
 
 
-def render_table(summaries: dict[str, dict[str, object]], colour: str) -> Table:
+def heading(summaries: dict[str, dict[str, object]], colour: str) -> str:
+    """'Mean over N images (colour: MODE)', printed above the table."""
+    count = next(iter(summaries.values()))["n"]
+    return f"Mean over {count} image{'s' if count != 1 else ''} (colour: {colour})"
+
+
+def render_table(summaries: dict[str, dict[str, object]]) -> Table:
     """Metrics as rows, methods as columns; the best mean per metric in bold green."""
     methods = list(summaries)
     first = summaries[methods[0]]
-    count = first["n"]
     metric_names = list(first["mean"])  # type: ignore[arg-type]
-    table = Table(
-        title=f"Mean over {count} image{'s' if count != 1 else ''} (colour: {colour})",
-        title_justify="left",
-    )
+    table = Table()
     table.add_column("Metric")
     for method in methods:
         table.add_column(method, justify="right")
@@ -297,12 +303,19 @@ def register(app: typer.Typer) -> None:
         if colour not in COLOUR_MODES:
             raise FuseError(f"unknown --colour {colour!r}; choose from {', '.join(COLOUR_MODES)}.")
         names = _parse_metrics(metrics)
-        if names is None:
-            names = list(DEFAULT_METRICS) + (list(REFERENCE_METRICS) if reference else [])
         jobs = plan_jobs(source_a, source_b, list(fused), reference)
         per_method = evaluate_jobs(jobs, names, colour)
+        kept = common_metrics(per_method)
+        if names is None:
+            applicable = list(DEFAULT_METRICS) + (list(REFERENCE_METRICS) if reference else [])
+            for name in (name for name in applicable if name not in kept):
+                size = METRICS[name].min_size
+                typer.echo(
+                    f"note: {name} left out: it needs images of at least {size}x{size} pixels.",
+                    err=True,
+                )
         summaries = {
-            method: summarise(images)
+            method: summarise(images, kept)
             for method, images in zip(_method_names(list(fused)), per_method, strict=True)
         }
         if csv_path is not None:
@@ -311,4 +324,6 @@ def register(app: typer.Typer) -> None:
             payload = next(iter(summaries.values())) if len(summaries) == 1 else summaries
             typer.echo(json.dumps(_finite_or_null(payload), indent=2))
         else:
-            Console(width=max(100, 18 + 12 * len(summaries))).print(render_table(summaries, colour))
+            console = Console(width=max(100, 18 + 12 * len(summaries)))
+            console.print(heading(summaries, colour), highlight=False)
+            console.print(render_table(summaries))

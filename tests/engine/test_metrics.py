@@ -275,15 +275,17 @@ def test_nabf_counts_edges_stronger_than_both_sources(scene) -> None:
     assert fusion_artifacts(a, b, f) < fusion_artifacts(a, b, np.clip(2 * f - 128, 0, 255))
 
 
-def test_ms_ssim_decreases_with_noise_and_needs_176_pixels(rng: np.random.Generator) -> None:
+def test_ms_ssim_decreases_with_noise_and_needs_161_pixels(rng: np.random.Generator) -> None:
     y, x = np.mgrid[0:180, 0:180]
     clean = 128 + 60 * np.sin(x / 7.0) * np.cos(y / 11.0)
     noisy = clean + rng.normal(0, 20, clean.shape)
     assert multiscale_structural_similarity(clean, clean, data_range=255.0) == pytest.approx(1.0)
     value = multiscale_structural_similarity(clean, noisy, data_range=255.0)
     assert 0.5 < value < 1.0
-    with pytest.raises(FuseError, match="MS_SSIM needs images of at least 176x176"):
-        multiscale_structural_similarity(clean[:100], noisy[:100], data_range=255.0)
+    # Five scales: 161 -> 81 -> 41 -> 21 -> 11 still holds one 11x11 window; 160 does not.
+    multiscale_structural_similarity(clean[:161], noisy[:161], data_range=255.0)
+    with pytest.raises(FuseError, match="MS_SSIM needs images of at least 161x161"):
+        multiscale_structural_similarity(clean[:160], noisy[:160], data_range=255.0)
 
 
 def _sobel_edges_loop(image: np.ndarray) -> np.ndarray:
@@ -493,6 +495,13 @@ def test_compute_metrics_many_equals_separate_calls(colour_scene) -> None:
     others = [f, np.clip(f + 15, 0, 255), rgb_to_gray(f)]
     together = compute_metrics_many(a, b, others, names=SMALL)
     assert together == [compute_metrics(a, b, x, names=SMALL) for x in others]
+
+
+def test_default_metrics_leave_out_those_undefined_for_the_image_size(colour_scene) -> None:
+    a, b, f = colour_scene  # 48 x 56: too small for MS_SSIM only
+    assert list(compute_metrics(a, b, f)) == [n for n in DEFAULT_METRICS if n != "MS_SSIM"]
+    with pytest.raises(FuseError, match="MS_SSIM needs images"):
+        compute_metrics(a, b, f, names=["MS_SSIM"])
 
 
 def test_reference_metrics_need_a_reference(colour_scene) -> None:

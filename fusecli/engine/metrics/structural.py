@@ -65,6 +65,11 @@ def _pyramid(x: np.ndarray, levels: int) -> list[np.ndarray]:
     return pyramid
 
 
+def pyramid_min_size(levels: int) -> int:
+    """Smallest image side whose coarsest level (sides halved, rounded up) still fits 11x11."""
+    return (_WINDOW - 1) * 2 ** (levels - 1) + 1
+
+
 def _require_size(x: np.ndarray, minimum: int, metric: str) -> None:
     if min(x.shape) < minimum:
         raise FuseError(
@@ -103,12 +108,14 @@ def multiscale_structural_similarity(
 
     Reference: Z. Wang, E. P. Simoncelli, A. C. Bovik, "Multiscale structural similarity for
     image quality assessment", Asilomar 2003; follows the authors' `msssim.m` (5 scales,
-    2x2 mean filter with symmetric borders then decimation). A negative mean
+    2x2 mean filter with symmetric borders then decimation). msssim.m refuses images whose
+    short side is under 176 px; we only need the coarsest scale to hold one 11x11 window
+    (161 px). A negative mean
     contrast-structure term (strongly anti-correlated images) is clamped to 0, where
     MATLAB would return a complex number.
 
     Args:
-        x, y: (H, W) images, short side >= 11 * 2**(len(weights) - 1) (176 px by default).
+        x, y: (H, W) images, short side >= 10 * 2**(len(weights) - 1) + 1 (161 px by default).
         data_range: L, the dynamic range (255 for 8-bit).
         weights: per-scale exponents.
 
@@ -116,7 +123,7 @@ def multiscale_structural_similarity(
         MS-SSIM, at most 1; higher is better.
     """
     levels = len(weights)
-    _require_size(x, _WINDOW * 2 ** (levels - 1), "MS_SSIM")
+    _require_size(x, pyramid_min_size(levels), "MS_SSIM")
     pyramid_x = memoised(f"pyramid{levels}", lambda image: _pyramid(image, levels), x)
     pyramid_y = memoised(f"pyramid{levels}", lambda image: _pyramid(image, levels), y)
     values = []
@@ -301,13 +308,13 @@ def mef_structural_similarity(sources: np.ndarray, f: np.ndarray) -> float:
 
     Args:
         sources: (K, H, W) source images (K >= 2); f: (H, W) fused image; all 0..255,
-            short side >= 44 px.
+            short side >= 41 px.
 
     Returns:
         MEF-SSIM, at most 1; higher is better.
     """
     levels = len(MEF_SSIM_WEIGHTS)
-    _require_size(f, _WINDOW * 2 ** (levels - 1), "MEF_SSIM")
+    _require_size(f, pyramid_min_size(levels), "MEF_SSIM")
     references = memoised("mef_references", _mef_references, sources)
     total_weight = sum(MEF_SSIM_WEIGHTS)
     score = 1.0

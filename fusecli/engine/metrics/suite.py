@@ -33,6 +33,8 @@ class Metric:
         function: the implementation on single planes (H, W) in 0..255.
         citation: the paper that defines it.
         definition: the benchmark code our implementation reproduces.
+        min_size: smallest image side it is defined for; by default `compute_metrics` leaves
+            out metrics that do not apply to the image size.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Metric:
     function: Callable[..., float]
     citation: str
     definition: str
+    min_size: int = 1
 
 
 def _reference_psnr(reference: np.ndarray, fused: np.ndarray) -> float:
@@ -58,6 +61,7 @@ def _reference_ms_ssim(reference: np.ndarray, fused: np.ndarray) -> float:
 _WANG_2004 = "Wang, Bovik, Sheikh, Simoncelli, IEEE TIP 13(4), 2004"
 _WANG_2003 = "Wang, Simoncelli, Bovik, Asilomar Conf. Signals, Systems and Computers, 2003"
 _JAGALINGAM = "Jagalingam, Hegde, Aquatic Procedia 4, 2015"
+_MS_SSIM_SIZE = structural.pyramid_min_size(len(structural.MS_SSIM_WEIGHTS))
 
 METRICS: dict[str, Metric] = {
     metric.name: metric
@@ -68,19 +72,19 @@ METRICS: dict[str, Metric] = {
         Metric("MI", True, "fusion", information.mutual_information,
                "Qu, Zhang, Yan, Electronics Letters 38(7), 2002", "VIFB metricsMutinf.m"),
         Metric("SSIM", True, "fusion", structural.fusion_structural_similarity,
-               _WANG_2004, "VIFB metricsSsim.m (sum over the two sources)"),
+               _WANG_2004, "VIFB metricsSsim.m (sum over the two sources)", 11),
         Metric("MS_SSIM", True, "fusion", structural.fusion_multiscale_structural_similarity,
-               _WANG_2003, "Wang's msssim.m, mean over the two sources"),
+               _WANG_2003, "Wang's msssim.m, mean over the two sources", _MS_SSIM_SIZE),
         Metric("PSNR", True, "fusion", structural.fusion_peak_signal_noise_ratio,
                _JAGALINGAM, "VIFB metricsPsnr.m"),
         Metric("Qabf", True, "fusion", gradient.edge_transfer_quality,
                "Xydeas, Petrovic, Electronics Letters 36(4), 2000", "VIFB metricsQabf.m"),
         Metric("Nabf", False, "fusion", gradient.fusion_artifacts,
                "Shreyamsha Kumar, Signal Image Video Process. 7(6), 2013",
-               "Kumar's objective_fusion_perform_fn.m (VIFB methods/CBF)"),
+               "Kumar's objective_fusion_perform_fn.m (VIFB methods/CBF)", 2),
         Metric("FMI", True, "fusion", information.feature_mutual_information,
                "Haghighat, Aghagolzadeh, Seyedarabi, Comput. Electr. Eng. 37(5), 2011",
-               "MEFB metricsFMI.m (edge features, 3x3 windows)"),
+               "MEFB metricsFMI.m (edge features, 3x3 windows)", 3),
         Metric("Qcb", True, "fusion", perceptual.chen_blum_quality,
                "Chen, Blum, Image Vis. Comput. 27(10), 2009", "VIFB metricsQcb.m"),
         Metric("Qcv", False, "fusion", perceptual.chen_varshney_quality,
@@ -93,7 +97,7 @@ METRICS: dict[str, Metric] = {
                "VIFB metricsSpatial_frequency.m"),
         Metric("AG", True, "fused", gradient.average_gradient,
                "Cui, Feng, Xu, Li, Chen, Optics Communications 341, 2015",
-               "VIFB metricsAvg_gradient.m"),
+               "VIFB metricsAvg_gradient.m", 2),
         Metric("SD", True, "fused", gradient.standard_deviation,
                "Rao, Meas. Sci. Technol. 8(4), 1997", "VIFB metricsVariance.m"),
         Metric("CE", False, "fusion", information.cross_entropy,
@@ -105,13 +109,14 @@ METRICS: dict[str, Metric] = {
         Metric("RMSE", False, "fusion", structural.fusion_root_mean_square_error,
                _JAGALINGAM, "VIFB metricsRmse.m"),
         Metric("MEF_SSIM", True, "sequence", structural.mef_structural_similarity,
-               "Ma, Zeng, Wang, IEEE TIP 24(11), 2015", "MEFB metricsMEF_SSIM.m"),
+               "Ma, Zeng, Wang, IEEE TIP 24(11), 2015", "MEFB metricsMEF_SSIM.m",
+               structural.pyramid_min_size(len(structural.MEF_SSIM_WEIGHTS))),
         Metric("PSNR_ref", True, "reference", _reference_psnr,
                "textbook PSNR against the reference", "10 log10(255^2 / MSE)"),
         Metric("SSIM_ref", True, "reference", _reference_ssim,
-               _WANG_2004, "Wang's ssim_index.m against the reference"),
+               _WANG_2004, "Wang's ssim_index.m against the reference", 11),
         Metric("MS_SSIM_ref", True, "reference", _reference_ms_ssim,
-               _WANG_2003, "Wang's msssim.m against the reference"),
+               _WANG_2003, "Wang's msssim.m against the reference", _MS_SSIM_SIZE),
     )
 }  # fmt: skip
 
@@ -155,9 +160,11 @@ def _channel(planes: np.ndarray, index: int) -> np.ndarray:
     return planes[index] if planes.shape[0] > 1 else planes[0]
 
 
-def _select(names: Sequence[str] | None, has_reference: bool) -> list[str]:
+def _select(names: Sequence[str] | None, has_reference: bool, size: int) -> list[str]:
+    """Validate requested names, or choose every metric that applies (reference, image size)."""
     if names is None:
-        return list(DEFAULT_METRICS) + (list(REFERENCE_METRICS) if has_reference else [])
+        chosen = list(DEFAULT_METRICS) + (list(REFERENCE_METRICS) if has_reference else [])
+        return [name for name in chosen if METRICS[name].min_size <= size]
     unknown = [name for name in names if name not in METRICS]
     if unknown:
         raise FuseError(f"unknown metric {', '.join(unknown)}; choose from {', '.join(METRICS)}.")
@@ -198,7 +205,9 @@ def compute_metrics(
         source_b: second source (VIFB's infrared image).
         fused: the fused image.
         reference: optional ground truth; enables PSNR_ref, SSIM_ref and MS_SSIM_ref.
-        names: metrics to compute (keys of `METRICS`); default: every metric that applies.
+        names: metrics to compute (keys of `METRICS`); default: every metric that applies,
+            i.e. the reference metrics only with a reference, and only metrics defined for
+            the image size (MS_SSIM needs a short side of 161 px, MEF_SSIM 41 px).
         colour: "channels" or "gray", see above.
 
     Returns:
@@ -237,9 +246,9 @@ def compute_metrics_many(
     a = as_planes(source_a, "source A")
     b = as_planes(source_b, "source B")
     ref = None if reference is None else as_planes(reference, "reference")
-    selected = _select(names, ref is not None)
     for role, image in (("source B", b), ("reference", ref)):
         _check_size(role, image, a)
+    selected = _select(names, ref is not None, min(a.shape[1:]))
     channels_of: dict[int, _Inputs] = {}
     results = []
     with shared_intermediates():
