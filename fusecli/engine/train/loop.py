@@ -1,0 +1,554 @@
+"""The two-stage training loop (Section 3.2), to be read top to bottom like nanoGPT's train.py.
+
+Stage 1 trains encoders, decoder and FAF set 1 on supervised MFF + MEF batches (Eq. 2-4).
+Stage 2 freezes all of that and trains FAF set 2 on the same supervised loss plus the
+unsupervised IVF/MMF loss, all through set 2 (Eq. 5-10). Both stages share one run directory:
+
+    recipe.yaml               the resolved recipe
+    checkpoint.pt             model, optimiser, scaler, RNG states, stage and step (atomic)
+    log.jsonl                 one JSON object per logged step and per validation
+    stage{1,2}_{last,best}.safetensors   exported weights with the recipe in the metadata
+
+Distributed: started by ``torchrun``, each rank reads its own shard, DDP averages gradients, only
+rank 0 validates, logs and writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+
+from fusecli.engine.device import select_device
+from fusecli.engine.losses import (
+    LossWeights,
+    ssim,
+    stage1_loss,
+    stage2_loss,
+    supervised_task_loss,
+    unsupervised_loss,
+)
+from fusecli.engine.model import PSLPT
+from fusecli.engine.train.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from fusecli.engine.train.data import (
+    TrainData,
+    ValidationData,
+    labeled_batch,
+    load_train_data,
+    load_validation_data,
+    unlabeled_batch,
+)
+from fusecli.engine.train.recipe import Recipe, StageConfig, recipe_to_dict
+from fusecli.engine.weights import load_weights, save_weights
+from fusecli.errors import FuseError
+
+__all__ = ["TrainResult", "lr_at", "stage_steps", "train"]
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did (on this rank)."""
+
+    net: PSLPT
+    run_dir: Path
+    stage: int = 0
+    step: int = 0
+    stopped_early: bool = False
+    seconds_per_step: dict[int, float] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _loss_weights(recipe: Recipe) -> LossWeights:
+    c = recipe.loss
+    return LossWeights(
+        mef=c.mef_weight,
+        recon=c.recon_weight,
+        unsupervised=c.unsupervised_weight,
+        unsupervised_recon=c.unsupervised_recon_weight,
+        texture=c.texture_weight,
+        ssim=c.ssim_weight,
+    )
+
+
+def stage_steps(stage: StageConfig, data: TrainData, world_size: int = 1) -> tuple[int, int]:
+    """Optimisation steps of a stage and steps per epoch.
+
+    An epoch is one pass of this rank over its shard of the stage's main stream: the unlabeled
+    pairs when the stage uses them, else the larger of the MFF and MEF streams.
+    """
+    if stage.batch_unlabeled > 0:
+        per_epoch = math.ceil(len(data.unlabeled) / stage.batch_unlabeled)
+    else:
+        counts = [(len(data.mff), stage.batch_mff), (len(data.mef), stage.batch_mef)]
+        per_epoch = max(math.ceil(n / b) for n, b in counts if b > 0)
+    if world_size > 1:
+        # Shards can differ by one item; every rank must run the same number of steps.
+        t = torch.tensor([per_epoch], dtype=torch.int64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        per_epoch = int(t.item())
+    per_epoch = max(per_epoch, 1)
+    total = stage.length * (per_epoch if stage.unit == "epoch" else 1)
+    return total, per_epoch
+
+
+def lr_at(stage: StageConfig, step: int, steps_per_epoch: int) -> float:
+    """Step-decay schedule: ``lr * factor ** (number of decay points reached)``."""
+    unit = steps_per_epoch if stage.unit == "epoch" else 1
+    reached = sum(step >= point * unit for point in stage.lr_decay_at)
+    return stage.lr * stage.lr_decay_factor**reached
+
+
+def _setup_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """Initialise the process group when started by torchrun (WORLD_SIZE > 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def _autocast(device: torch.device, name: str) -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA only: CPU bf16 training is slower and less accurate here."""
+    if device.type != "cuda" or name == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if name == "bf16" else torch.float16)
+
+
+def _set_trainable(net: PSLPT, names: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    for child_name, child in net.named_children():
+        child.requires_grad_(child_name in names)
+    return [p for p in net.parameters() if p.requires_grad]
+
+
+def _make_optimizer(recipe: Recipe, params: list, lr: float) -> torch.optim.Optimizer:
+    o = recipe.optimizer
+    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+
+
+def _metadata(recipe: Recipe, stage: int, step: int, extra: dict[str, Any]) -> dict[str, str]:
+    return {
+        "recipe": json.dumps(recipe_to_dict(recipe), sort_keys=True),
+        "stage": str(stage),
+        "step": str(step),
+        **{k: json.dumps(v) for k, v in extra.items()},
+    }
+
+
+def _append_log(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _truncate_log(path: Path, stage: int, step: int) -> None:
+    """Drop rows an interrupted run logged after the checkpoint being resumed."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if (row["stage"], row["step"]) <= (stage, step):
+            keep.append(line)
+    path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+
+
+def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean PSNR (dB, data range 1) of two (N, 1, H, W) batches."""
+    mse = ((x - y) ** 2).flatten(1).mean(dim=1).clamp_min(1e-10)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+def _chunks(tensors: tuple[torch.Tensor, ...], size: int = 4) -> Iterator[tuple[torch.Tensor, ...]]:
+    for start in range(0, tensors[0].shape[0], size):
+        yield tuple(t[start : start + size] for t in tensors)
+
+
+@torch.no_grad()
+def _validate(
+    net: PSLPT,
+    val: ValidationData,
+    stage: StageConfig,
+    weights: LossWeights,
+    device: torch.device,
+) -> dict[str, float]:
+    """Validation metrics; ``val_loss`` is the stage's objective on the validation set."""
+    net.eval()
+    out: dict[str, float] = {}
+    supervised = {}
+    for task, batch in (("mff", val.mff), ("mef", val.mef)):
+        if batch is None:
+            continue
+        totals, psnrs, ssims, n = 0.0, 0.0, 0.0, 0
+        for a, b, gt in _chunks(batch):
+            a, b, gt = a.to(device), b.to(device), gt.to(device)
+            fused, ra, rb = net(a, b, faf_set=stage.faf_set)
+            k = a.shape[0]
+            totals += k * float(
+                supervised_task_loss(fused, ra, rb, gt, a, b, recon_weight=weights.recon)["total"]
+            )
+            clamped = fused.clamp(0, 1)
+            psnrs += k * _psnr(clamped, gt)
+            ssims += k * float(ssim(clamped, gt))
+            n += k
+        supervised[task] = {"total": torch.tensor(totals / n)}
+        out.update(
+            {f"{task}_loss": totals / n, f"{task}_psnr": psnrs / n, f"{task}_ssim": ssims / n}
+        )
+    zero = {"total": torch.tensor(0.0)}
+    val_loss = float(
+        stage1_loss(supervised.get("mff", zero), supervised.get("mef", zero), weights=weights)
+    )
+    if val.unlabeled is not None and stage.batch_unlabeled > 0:
+        sums: dict[str, float] = {}
+        n = 0
+        for a, b in _chunks(val.unlabeled):
+            a, b = a.to(device), b.to(device)
+            fused, ra, rb = net(a, b, faf_set=stage.faf_set)
+            parts = unsupervised_loss(fused, ra, rb, a, b, weights=weights)
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + a.shape[0] * float(value)
+            n += a.shape[0]
+        out.update({f"unsup_{k}": v / n for k, v in sums.items()})
+        val_loss = float(
+            stage2_loss(
+                torch.tensor(val_loss), {"total": torch.tensor(sums["total"] / n)}, weights=weights
+            )
+        )
+    out["val_loss"] = val_loss
+    net.train()
+    return out
+
+
+def _train_step(
+    model: torch.nn.Module,
+    batches: dict[str, tuple[torch.Tensor, ...]],
+    stage: StageConfig,
+    weights: LossWeights,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Forward the step's batches and return the stage loss and its logged parts.
+
+    MFF and MEF crops have one size and go through the same FAF set, so they share one forward
+    (PSLPT has no batch-coupled layers, so this equals two forwards) and are split after it.
+    """
+    logs: dict[str, float] = {}
+    task_losses: dict[str, dict[str, torch.Tensor]] = {}
+    labeled = [(t, batches[t]) for t in ("mff", "mef") if t in batches]
+    if labeled:
+        a = torch.cat([x[0] for _, x in labeled])
+        b = torch.cat([x[1] for _, x in labeled])
+        fused, ra, rb = model(a, b, faf_set=stage.faf_set)
+        start = 0
+        for task, (ta, tb, gt) in labeled:
+            sl = slice(start, start + ta.shape[0])
+            start += ta.shape[0]
+            parts = supervised_task_loss(
+                fused[sl], ra[sl], rb[sl], gt, ta, tb, recon_weight=weights.recon
+            )
+            task_losses[task] = parts
+            logs.update({f"{task}_{k}": float(v.detach()) for k, v in parts.items()})
+    zero = {"total": torch.zeros((), device=next(iter(batches.values()))[0].device)}
+    loss = stage1_loss(task_losses.get("mff", zero), task_losses.get("mef", zero), weights=weights)
+    if "unlabeled" in batches:
+        ua, ub = batches["unlabeled"]
+        fused, ra, rb = model(ua, ub, faf_set=stage.faf_set)
+        parts = unsupervised_loss(fused, ra, rb, ua, ub, weights=weights)
+        logs.update({f"unsup_{k}": float(v.detach()) for k, v in parts.items()})
+        loss = stage2_loss(loss, parts, weights=weights)
+    logs["loss"] = float(loss.detach())
+    return loss, logs
+
+
+def _progress(enabled: bool):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+        disable=not enabled,
+    )
+
+
+def _write_checkpoint(
+    path: Path,
+    *,
+    stage: int,
+    step: int,
+    total: int,
+    net: PSLPT,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    best: float,
+    recipe: Recipe,
+    world_size: int,
+) -> None:
+    """Rank 0 writes model, optimiser, scaler and every rank's RNG state (gathered)."""
+    states: list[Any] = [rng_state()]
+    if world_size > 1:
+        states = [None] * world_size
+        dist.all_gather_object(states, rng_state())
+    if world_size == 1 or dist.get_rank() == 0:
+        payload = {
+            "stage": stage,
+            "step": step,
+            "total_steps": total,
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": states,
+            "best_val": best,
+            "recipe": recipe_to_dict(recipe),
+        }
+        save_checkpoint(path, payload)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(recipe: Recipe, **options: Any) -> TrainResult:
+    """Run the recipe's stages; see :func:`_train` for the options.
+
+    ``recipe.deterministic`` turns on torch's deterministic algorithms for the run only (the
+    setting is process-wide, so it is restored afterwards).
+    """
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(previous or recipe.deterministic)
+    try:
+        return _train(recipe, **options)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _train(
+    recipe: Recipe,
+    *,
+    run_dir: Path | None = None,
+    stages: tuple[int, ...] = (1, 2),
+    resume: bool = False,
+    init_weights: Path | None = None,
+    device: str | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Run the recipe's stages.
+
+    Args:
+        recipe: validated recipe.
+        run_dir: output directory (default ``recipe.output_dir``).
+        stages: which stages to run, in order.
+        resume: continue from ``run_dir/checkpoint.pt``.
+        init_weights: weights file to start stage 2 from instead of the run's stage-1 output.
+        device: overrides ``recipe.device``.
+        stop_after: return after this many optimisation steps in this call (as if interrupted;
+            no checkpoint is written at the stop). For tests and time-boxed runs.
+        progress: show a rich progress bar (rank 0).
+
+    Returns:
+        The trained (unwrapped) network and where the run stopped.
+    """
+    # ---- setup: device, ranks, seeds, run directory
+    device_ = select_device(device or recipe.device)
+    rank, world_size, device_ = _setup_distributed(device_)
+    master = rank == 0
+    run_dir = Path(run_dir or recipe.output_dir)
+    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
+    weights = _loss_weights(recipe)
+    ckpt = load_checkpoint(ckpt_path) if resume else None
+    if ckpt is not None and ckpt["recipe"] != recipe_to_dict(recipe):
+        raise FuseError(
+            f"the recipe differs from the one {ckpt_path} was trained with; "
+            f"resume with {run_dir / 'recipe.yaml'}"
+        )
+    if not resume and 1 in stages and ckpt_path.exists():
+        raise FuseError(
+            f"{run_dir} already holds a run; pass --resume or choose another output dir"
+        )
+    if master:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.yaml").write_text(
+            yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False), encoding="utf-8"
+        )
+        if ckpt is not None:
+            _truncate_log(log_path, ckpt["stage"], ckpt["step"])
+
+    # ---- data: this rank's shard, validation on rank 0
+    root = recipe.data_root
+    data = load_train_data(root, recipe.data, rank=rank, world_size=world_size)
+    val = load_validation_data(root, recipe.data, seed=recipe.seed) if master else None
+
+    torch.manual_seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    net = PSLPT(recipe.model_config).to(device_)
+    result = TrainResult(net=net, run_dir=run_dir)
+    steps_left = stop_after
+
+    for stage_index in stages:
+        stage = recipe.stage1 if stage_index == 1 else recipe.stage2
+        if not stage.enabled:
+            continue
+        if stage_index == 1 and stage.batch_mff + stage.batch_mef and not (data.mff or data.mef):
+            raise FuseError("stage 1 has no labeled images; set data.natural.dirs or data.labeled")
+        if stage.batch_unlabeled and not data.unlabeled:
+            raise FuseError(f"stage {stage_index} needs unlabeled pairs; set data.unlabeled")
+        total, per_epoch = stage_steps(stage, data, world_size)
+        resuming = ckpt is not None and ckpt["stage"] == stage_index
+        if ckpt is not None and ckpt["stage"] > stage_index:
+            continue  # finished before the interruption
+
+        # ---- initialise the stage (nanoGPT init_from): scratch, previous stage, or a file
+        if resuming:
+            net.load_state_dict(ckpt["model"])
+        elif stage.init_from != "scratch" or init_weights is not None:
+            if init_weights is not None and stage_index > 1:
+                source = init_weights
+            else:
+                which = "best" if stage.init_from == "previous_best" else "last"
+                source = run_dir / f"stage{stage_index - 1}_{which}.safetensors"
+            if not source.is_file():
+                raise FuseError(
+                    f"stage {stage_index} starts from {source}, which does not exist; run the "
+                    "previous stage first or pass --init WEIGHTS"
+                )
+            net.load_state_dict(load_weights(source).state_dict())
+        if stage.init_faf2_from_faf1 and not resuming:
+            net.faf2.load_state_dict(net.faf1.state_dict())
+        params = _set_trainable(net, stage.train)
+        optimizer = _make_optimizer(recipe, params, stage.lr)
+        scaler = torch.amp.GradScaler(
+            device_.type, enabled=device_.type == "cuda" and recipe.precision == "fp16"
+        )
+        model: torch.nn.Module = net
+        if world_size > 1:
+            # DDP broadcasts rank 0's parameters at construction, so all ranks start equal.
+            model = DistributedDataParallel(
+                net, device_ids=[device_.index] if device_.type == "cuda" else None
+            )
+        step, best = 0, math.inf
+        if resuming:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scaler.load_state_dict(ckpt["scaler"])
+            set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
+            step, best = ckpt["step"], ckpt["best_val"]
+
+        # ---- the loop
+        seed = recipe.seed * 1000 + stage_index
+        t0, timed_steps = time.perf_counter(), 0
+        bar = _progress(progress and master)
+        with bar:
+            task = bar.add_task(f"stage {stage_index}", total=total, completed=step, losses="")
+            while step < total:
+                if steps_left is not None and steps_left <= 0:
+                    result.stopped_early = True
+                    result.stage, result.step = stage_index, step
+                    return result
+                lr = lr_at(stage, step, per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batches: dict[str, tuple[torch.Tensor, ...]] = {}
+                for name, size in (("mff", stage.batch_mff), ("mef", stage.batch_mef)):
+                    items = data.mff if name == "mff" else data.mef
+                    if size and items:
+                        batches[name] = labeled_batch(
+                            items, name, batch=size, crop=stage.crop_labeled, step=step,
+                            seed=seed, rank=rank, mff=recipe.data.mff, mef=recipe.data.mef,
+                        )  # fmt: skip
+                if stage.batch_unlabeled:
+                    batches["unlabeled"] = unlabeled_batch(
+                        data.unlabeled, batch=stage.batch_unlabeled, crop=stage.crop_unlabeled,
+                        step=step, seed=seed, rank=rank,
+                    )  # fmt: skip
+                batches = {k: tuple(t.to(device_) for t in v) for k, v in batches.items()}
+
+                with _autocast(device_, recipe.precision):
+                    loss, logs = _train_step(model, batches, stage, weights)
+                if not math.isfinite(logs["loss"]):
+                    raise FuseError(
+                        f"stage {stage_index} step {step}: the loss is not finite; lower the "
+                        "learning rate or enable grad_clip, then resume from the last checkpoint"
+                    )
+                scaler.scale(loss).backward()
+                if stage.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    logs["grad_norm"] = float(
+                        torch.nn.utils.clip_grad_norm_(
+                            params, stage.grad_clip, norm_type=stage.grad_clip_norm
+                        )
+                    )
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                timed_steps += 1
+                if steps_left is not None:
+                    steps_left -= 1
+
+                # ---- logging, validation, checkpoints (rank 0 writes)
+                if master and (step % stage.log_every == 0 or step == total):
+                    row = {"kind": "train", "stage": stage_index, "step": step, "lr": lr, **logs}
+                    row["seconds"] = round((time.perf_counter() - t0) / timed_steps, 4)
+                    _append_log(log_path, row)
+                    bar.update(task, losses=f"loss {logs['loss']:.4f}")
+                bar.update(task, completed=step)
+                if master and val is not None and (step % stage.val_every == 0 or step == total):
+                    metrics = _validate(net, val, stage, weights, device_)
+                    _append_log(
+                        log_path, {"kind": "val", "stage": stage_index, "step": step, **metrics}
+                    )
+                    if metrics["val_loss"] < best:
+                        best = metrics["val_loss"]
+                        save_weights(
+                            net,
+                            run_dir / f"stage{stage_index}_best.safetensors",
+                            metadata=_metadata(recipe, stage_index, step, {"val_loss": best}),
+                        )
+                if step % stage.checkpoint_every == 0 or step == total:
+                    if master and step == total:
+                        save_weights(
+                            net,
+                            run_dir / f"stage{stage_index}_last.safetensors",
+                            metadata=_metadata(recipe, stage_index, step, {}),
+                        )
+                    _write_checkpoint(
+                        ckpt_path, stage=stage_index, step=step, total=total, net=net,
+                        optimizer=optimizer, scaler=scaler, best=best, recipe=recipe,
+                        world_size=world_size,
+                    )  # fmt: skip
+        result.seconds_per_step[stage_index] = (time.perf_counter() - t0) / max(timed_steps, 1)
+        result.stage, result.step = stage_index, step
+        ckpt = None  # later stages start fresh
+    if world_size > 1:
+        dist.barrier()
+    return result

@@ -1,0 +1,429 @@
+"""Training recipes: YAML into frozen, validated dataclasses (Recipe, DataConfig, StageConfig).
+
+Every key of the YAML file maps to a dataclass field. Unknown keys and wrong types are collected
+over the whole file and reported together in one RecipeError naming each key path and its line,
+before any data is read or any model is built. Below the CLI nothing handles a raw dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from fusecli.engine.config import ModelConfig
+from fusecli.errors import RecipeError
+
+__all__ = [
+    "DataConfig",
+    "LabeledFolders",
+    "LossConfig",
+    "MEFSimulation",
+    "MFFSimulation",
+    "NaturalImages",
+    "OptimizerConfig",
+    "PairFolders",
+    "Recipe",
+    "StageConfig",
+    "apply_overrides",
+    "recipe_to_dict",
+]
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of Eq. 2-7 (defaults: Section 4.1 of the paper)."""
+
+    mef_weight: float = 0.1  # lambda, Eq. 2
+    recon_weight: float = 0.5  # lambda_1, Eq. 3-4
+    unsupervised_weight: float = 0.1  # beta, Eq. 5
+    unsupervised_recon_weight: float = 1.25  # beta_1, Eq. 6
+    texture_weight: float = 1.0  # beta_2, Eq. 7
+    ssim_weight: float = 0.5  # beta_3, Eq. 7
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Adam settings shared by both stages (the learning rate is per stage)."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    betas: tuple[float, ...] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.betas) != 2:
+            raise ValueError("optimizer.betas needs exactly two numbers")
+
+
+@dataclass(frozen=True)
+class MFFSimulation:
+    """Multi-focus supervision from a sharp image: blur complementary regions (see simulate.py)."""
+
+    blur_sigma: tuple[float, ...] = (1.0, 4.0)  # Gaussian defocus sigma range, pixels
+    feather_sigma: tuple[float, ...] = (0.5, 2.0)  # softness of the focus boundary, pixels
+    foreground_fraction: tuple[float, ...] = (0.25, 0.75)  # share of the crop that is region A
+    shapes: tuple[str, ...] = ("ellipses", "blobs", "half_plane")
+
+
+@dataclass(frozen=True)
+class MEFSimulation:
+    """Multi-exposure supervision from a well-exposed image (see simulate.py)."""
+
+    under_stops: tuple[float, ...] = (1.0, 3.0)  # exposure scale 2**-stops
+    over_stops: tuple[float, ...] = (1.0, 3.0)  # exposure scale 2**+stops
+    gamma: tuple[float, ...] = (1.8, 2.6)  # camera response: y = E ** (1 / gamma)
+    shot_noise: tuple[float, ...] = (0.0, 0.01)  # variance per unit linear signal
+    read_noise: tuple[float, ...] = (0.0, 0.002)  # standard deviation, linear units
+
+
+@dataclass(frozen=True)
+class NaturalImages:
+    """Sharp natural images from which MFF and MEF supervision is simulated on the fly."""
+
+    dirs: tuple[str, ...] = ()
+    dev_fraction: float = 0.1  # share kept out of training for labeled validation
+    max_images: int = 0  # 0: all; otherwise the first N of the sorted training list (smoke tests)
+
+
+@dataclass(frozen=True)
+class LabeledFolders:
+    """Real labeled triples in three sibling folders: source 1, source 2, ground truth."""
+
+    task: Literal["mff", "mef"] = "mff"
+    path: str = ""
+    dirs: tuple[str, ...] = ("source1", "source2", "gt")
+    dev_fraction: float = 0.1
+    max_pairs: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.dirs) != 3:
+            raise ValueError("labeled dirs need three names: source 1, source 2, ground truth")
+
+
+@dataclass(frozen=True)
+class PairFolders:
+    """Unlabeled pairs in two sibling folders with the same file names (IVF, MMF).
+
+    ``split`` says how the development pairs are chosen: ``contiguous`` takes the last block of
+    the names in natural (numeric) order, so frames of one drive stay on one side except at a single
+    boundary; ``spread`` takes every k-th group. ``group_offset`` > 0 keeps names ``n`` and
+    ``n + group_offset`` together (MRI-PET: 21, the two MRI weightings share one PET image).
+    """
+
+    name: str = ""
+    path: str = ""
+    dirs: tuple[str, ...] = ("a", "b")
+    dev_fraction: float = 0.1
+    split: Literal["contiguous", "spread"] = "contiguous"
+    group_offset: int = 0
+    max_pairs: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.dirs) != 2:
+            raise ValueError("pair dirs need two names")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training data comes from. Relative paths resolve against ``root``."""
+
+    root: str = "../shared/data"  # relative to the recipe file's folder
+    natural: NaturalImages = field(default_factory=NaturalImages)
+    labeled: tuple[LabeledFolders, ...] = ()
+    unlabeled: tuple[PairFolders, ...] = ()
+    mff: MFFSimulation = field(default_factory=MFFSimulation)
+    mef: MEFSimulation = field(default_factory=MEFSimulation)
+    val_crop: int = 128  # centre crop of validation images (multiple of 16)
+    val_max_pairs: int = 16  # per validation set
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage. ``unit`` says whether length and decay points count epochs or steps.
+
+    An epoch is one pass over the stage's main data on one rank: the simulated and folder MFF/MEF
+    training images in stage 1, the unlabeled pairs in stage 2 (the data stage 2 adds).
+    """
+
+    enabled: bool = True
+    unit: Literal["epoch", "step"] = "step"
+    length: int = 1
+    lr: float = 1e-4
+    lr_decay_at: tuple[int, ...] = ()
+    lr_decay_factor: float = 0.5
+    batch_mff: int = 2
+    batch_mef: int = 2
+    batch_unlabeled: int = 0
+    crop_labeled: int = 128
+    crop_unlabeled: int = 64
+    grad_clip: float = 0.0  # 0: no clipping
+    grad_clip_norm: float = 2.0  # 1, 2, or inf
+    faf_set: int = 1
+    train: tuple[str, ...] = ("encoder1", "encoder2", "decoder", "faf1")
+    init_faf2_from_faf1: bool = False
+    init_from: Literal["previous_last", "previous_best", "scratch"] = "scratch"
+    log_every: int = 1
+    val_every: int = 100
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("crop_labeled", "crop_unlabeled"):
+            size = getattr(self, name)
+            if size < 16 or size % 16:
+                raise ValueError(f"{name} must be a positive multiple of 16, got {size}")
+        if self.faf_set not in (1, 2):
+            raise ValueError(f"faf_set must be 1 or 2, got {self.faf_set}")
+        allowed = {"encoder1", "encoder2", "decoder", "faf1", "faf2"}
+        if set(self.train) - allowed:
+            raise ValueError(f"train may list only {sorted(allowed)}, got {list(self.train)}")
+        if min(self.length, self.log_every, self.val_every, self.checkpoint_every) < 1:
+            raise ValueError("length, log_every, val_every and checkpoint_every must be >= 1")
+        if self.batch_mff + self.batch_mef < 1:
+            raise ValueError("a stage needs batch_mff + batch_mef >= 1")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A full training recipe: both stages, data, losses, optimiser and run settings."""
+
+    seed: int = 0
+    output_dir: str = "runs/train"  # relative to the current directory
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype, used on CUDA only
+    deterministic: bool = False
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    stage1: StageConfig = field(default_factory=StageConfig)
+    stage2: StageConfig = field(default_factory=StageConfig)
+    source: str = ""  # file the recipe was read from (set by from_file, not by users)
+
+    def __post_init__(self) -> None:
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        if set(self.model) - known:
+            raise ValueError(
+                f"model has unknown keys {sorted(set(self.model) - known)} (known: {sorted(known)})"
+            )
+        ModelConfig(**self.model)  # raises ValueError on inconsistent values
+
+    @property
+    def model_config(self) -> ModelConfig:
+        """The network architecture: the paper's, with ``model`` overrides."""
+        return ModelConfig(**self.model)
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: tuple[str, ...] = ()) -> Recipe:
+        """Read, override and validate a recipe file.
+
+        Args:
+            path: YAML file.
+            overrides: ``dotted.key=value`` strings; each must name an existing key and keep its
+                type (values are parsed as YAML).
+
+        Raises:
+            RecipeError: unreadable file, invalid YAML, unknown keys, wrong types or values; all
+                problems are reported at once.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RecipeError(
+                f"cannot read recipe {path}: {exc.strerror}; check the path"
+            ) from None
+        try:
+            raw = yaml.safe_load(text)
+            lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
+        except yaml.YAMLError as exc:
+            raise RecipeError(
+                f"recipe {path} is not valid YAML: {exc}".replace("\n", " ")
+            ) from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise RecipeError(f"recipe {path} must be a mapping of keys to values")
+        raw = apply_overrides(raw, overrides, where=str(path))
+        raw["source"] = str(path.resolve())
+        errors: list[str] = []
+        recipe = _build(cls, raw, (), lines, errors)
+        if errors:
+            raise RecipeError(f"recipe {path} has {len(errors)} problem(s): " + "; ".join(errors))
+        return recipe
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Recipe:
+        """Validate a plain mapping (e.g. the recipe stored in a checkpoint)."""
+        errors: list[str] = []
+        recipe = _build(cls, dict(raw), (), {}, errors)
+        if errors:
+            raise RecipeError("recipe has problem(s): " + "; ".join(errors))
+        return recipe
+
+    @property
+    def data_root(self) -> Path:
+        """``data.root`` resolved against the folder of the recipe file."""
+        root = Path(self.data.root).expanduser()
+        if root.is_absolute() or not self.source:
+            return root
+        return Path(self.source).parent / root
+
+
+def recipe_to_dict(recipe: Any) -> Any:
+    """Plain YAML/JSON-able form of a recipe (tuples become lists)."""
+    if dataclasses.is_dataclass(recipe):
+        return {f.name: recipe_to_dict(getattr(recipe, f.name)) for f in dataclasses.fields(recipe)}
+    if isinstance(recipe, (tuple, list)):
+        return [recipe_to_dict(v) for v in recipe]
+    if isinstance(recipe, dict):
+        return {k: recipe_to_dict(v) for k, v in recipe.items()}
+    return recipe
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: tuple[str, ...], *, where: str = "recipe"
+) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``a.b.c=value`` overrides applied (nanoGPT configurator).
+
+    Only keys that exist in the recipe or as dataclass defaults may be set; the type check happens
+    in validation. Missing intermediate sections are created, since their defaults exist.
+    """
+    out = _deep_copy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"override {item!r} must look like key.path=value")
+        key, _, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not _known_path(Recipe, parts):
+            raise RecipeError(f"override {key!r} names no recipe key; see the keys in {where}")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override {key!r}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return out
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _known_path(cls: type, parts: list[str]) -> bool:
+    hints = typing.get_type_hints(cls)
+    if parts[0] not in hints:
+        return False
+    if len(parts) == 1:
+        return True
+    inner = hints[parts[0]]
+    return dataclasses.is_dataclass(inner) and _known_path(inner, parts[1:])
+
+
+def _key_lines(node: yaml.Node | None, path: tuple = ()) -> dict[tuple, int]:
+    """Map each key path (tuple of keys / list indices) to its 1-based line in the file."""
+    lines: dict[tuple, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            sub = (*path, key_node.value)
+            lines[sub] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, sub))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            sub = (*path, i)
+            lines[sub] = item.start_mark.line + 1
+            lines.update(_key_lines(item, sub))
+    return lines
+
+
+def _where(path: tuple, lines: dict[tuple, int]) -> str:
+    name = ".".join(str(p) for p in path) or "<top>"
+    probe = path
+    while probe and probe not in lines:
+        probe = probe[:-1]
+    return f"{name} (line {lines[probe]})" if probe in lines else name
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _build(tp: Any, value: Any, path: tuple, lines: dict[tuple, int], errors: list[str]) -> Any:
+    """Convert ``value`` to type ``tp``; append a message to ``errors`` on every mismatch."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            errors.append(f"{_where(path, lines)} must be a mapping")
+            return None
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        for key in value:
+            if key not in names:
+                errors.append(
+                    f"{_where((*path, key), lines)} is not a known key "
+                    f"(known: {', '.join(sorted(names - {'source'}))})"
+                )
+        kwargs = {}
+        n_errors = len(errors)
+        for key in (f.name for f in dataclasses.fields(tp) if f.name in value):
+            kwargs[key] = _build(hints[key], value[key], (*path, key), lines, errors)
+        if len(errors) > n_errors:
+            return None
+        try:
+            return tp(**kwargs)
+        except (TypeError, ValueError) as exc:
+            errors.append(f"{_where(path, lines)}: {exc}")
+            return None
+    if origin is tuple:
+        (item_type, *_) = typing.get_args(tp)
+        if not isinstance(value, list):
+            errors.append(f"{_where(path, lines)} must be {_type_name(tp)}")
+            return None
+        return tuple(_build(item_type, v, (*path, i), lines, errors) for i, v in enumerate(value))
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            errors.append(f"{_where(path, lines)} must be {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            errors.append(f"{_where(path, lines)} must be a mapping")
+            return None
+        return dict(value)
+    if origin in (Union, types.UnionType):
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-4 (no dot) as a string; accept what Python reads as a number.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{_where(path, lines)} must be a number, got {value!r}")
+            return None
+        return float(value)
+    if tp in (int, str, bool):
+        if isinstance(value, bool) != (tp is bool) or not isinstance(value, tp):
+            errors.append(f"{_where(path, lines)} must be {_type_name(tp)}, got {value!r}")
+            return None
+        return value
+    return value

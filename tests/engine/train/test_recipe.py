@@ -1,0 +1,117 @@
+"""Recipe parsing: shipped recipes, the paper's values, and one clear error per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fusecli.engine.train.recipe import Recipe, recipe_to_dict
+from fusecli.errors import RecipeError
+
+RECIPES = Path(__file__).resolve().parents[3] / "recipes"
+
+
+@pytest.mark.parametrize("name", ["two_stage.yaml", "cpu.yaml", "smoke.yaml"])
+def test_shipped_recipes_load(name):
+    recipe = Recipe.from_file(RECIPES / name)
+    assert recipe.stage1.faf_set == 1 and recipe.stage2.faf_set == 2
+    assert recipe.stage2.train == ("faf2",)
+    assert Recipe.from_dict(recipe_to_dict(recipe)) == recipe
+
+
+def test_two_stage_recipe_has_the_paper_values():
+    r = Recipe.from_file(RECIPES / "two_stage.yaml")
+    loss = r.loss
+    assert (
+        loss.mef_weight,
+        loss.recon_weight,
+        loss.unsupervised_weight,
+        loss.unsupervised_recon_weight,
+        loss.texture_weight,
+        loss.ssim_weight,
+    ) == (0.1, 0.5, 0.1, 1.25, 1.0, 0.5)
+    assert r.optimizer.name == "adam"
+    s1, s2 = r.stage1, r.stage2
+    assert (s1.unit, s1.length, s1.lr, s1.lr_decay_at, s1.lr_decay_factor) == (
+        "epoch", 320, 1e-4, (200,), 0.5,
+    )  # fmt: skip
+    assert (s2.unit, s2.length, s2.lr) == ("epoch", 20, 3e-5)
+    assert s1.crop_labeled == s2.crop_labeled == 128 and s2.crop_unlabeled == 64
+    assert s1.grad_clip == s2.grad_clip == 1e-4
+    assert set(s1.train) == {"encoder1", "encoder2", "decoder", "faf1"}
+    assert s2.init_faf2_from_faf1 and s2.init_from == "previous_last"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_all_errors_are_reported_together_with_key_paths_and_lines(tmp_path):
+    path = _write(
+        tmp_path,
+        "seed: 1\n"
+        "stage1:\n"
+        "  lenght: 3\n"  # line 3: typo
+        "  lr: fast\n"  # line 4: wrong type
+        "data:\n"
+        "  unlabeled:\n"
+        "    - {name: x, path: p, dirs: [a, b], colour: red}\n",  # line 7: unknown key
+    )
+    with pytest.raises(RecipeError) as err:
+        Recipe.from_file(path)
+    msg = str(err.value)
+    assert "3 problem(s)" in msg
+    assert "stage1.lenght (line 3) is not a known key" in msg
+    assert "stage1.lr (line 4) must be a number" in msg
+    assert "data.unlabeled.0.colour (line 7) is not a known key" in msg
+
+
+def test_value_errors_name_the_section(tmp_path):
+    path = _write(tmp_path, "stage2:\n  crop_unlabeled: 50\n")
+    with pytest.raises(
+        RecipeError, match=r"stage2 \(line 1\): crop_unlabeled must be a positive multiple of 16"
+    ):
+        Recipe.from_file(path)
+
+
+def test_wrong_types_and_unknown_model_keys(tmp_path):
+    path = _write(tmp_path, "seed: 1.5\ndeterministic: yes please\n")
+    with pytest.raises(RecipeError) as err:
+        Recipe.from_file(path)
+    msg = str(err.value)
+    assert "seed (line 1) must be an integer" in msg
+    assert "deterministic (line 2) must be true or false" in msg
+    with pytest.raises(RecipeError, match=r"unknown keys \['width'\]"):
+        Recipe.from_file(_write(tmp_path, "model: {width: 3}\n"))
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    # YAML 1.1 reads 1e-4 as a string; recipes written by people use it anyway.
+    assert Recipe.from_file(_write(tmp_path, "stage1: {lr: 1e-4}\n")).stage1.lr == 1e-4
+
+
+def test_overrides_set_existing_keys_only(tmp_path):
+    path = _write(tmp_path, "stage1: {length: 3}\n")
+    r = Recipe.from_file(path, ("stage1.length=7", "data.val_crop=64", "loss.mef_weight=0.2"))
+    assert (r.stage1.length, r.data.val_crop, r.loss.mef_weight) == (7, 64, 0.2)
+    with pytest.raises(RecipeError, match="names no recipe key"):
+        Recipe.from_file(path, ("stage1.lenght=7",))
+    with pytest.raises(RecipeError, match=r"stage1.length \(line 1\)|stage1.length must be"):
+        Recipe.from_file(path, ("stage1.length=abc",))
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(RecipeError, match="cannot read recipe"):
+        Recipe.from_file(tmp_path / "missing.yaml")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        Recipe.from_file(_write(tmp_path, "seed: [1\n"))
+    with pytest.raises(RecipeError, match="must be a mapping"):
+        Recipe.from_file(_write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_data_root_is_relative_to_the_recipe_file(tmp_path):
+    r = Recipe.from_file(_write(tmp_path, "data: {root: ../d}\n"))
+    assert r.data_root == tmp_path / ".." / "d"

@@ -1,0 +1,72 @@
+"""Simulated MFF / MEF supervision: reproducible, complementary, physically ordered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusecli.engine.train.recipe import MEFSimulation, MFFSimulation
+from fusecli.engine.train.simulate import focus_mask, gaussian_blur, simulate_mef, simulate_mff
+
+
+def _image(seed: int = 0, size: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return gaussian_blur(rng.random((size, size), dtype=np.float32), 1.0)
+
+
+def test_gaussian_blur_keeps_constants_and_mean():
+    flat = np.full((20, 30), 0.3, dtype=np.float32)
+    assert np.allclose(gaussian_blur(flat, 2.0), 0.3, atol=1e-6)
+    x = np.random.default_rng(0).random((40, 40), dtype=np.float32)
+    y = gaussian_blur(x, 2.0)
+    assert y.std() < x.std() / 2 and abs(y.mean() - x.mean()) < 0.01
+    assert np.array_equal(gaussian_blur(x, 0), x)
+
+
+@pytest.mark.parametrize("shape", ["ellipses", "blobs", "half_plane"])
+def test_focus_mask_covers_the_requested_fraction(shape):
+    config = MFFSimulation(
+        foreground_fraction=(0.4, 0.4), feather_sigma=(0.0, 0.0), shapes=(shape,)
+    )
+    mask = focus_mask(64, 64, np.random.default_rng(3), config)
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    assert mask.mean() == pytest.approx(0.4, abs=0.03)
+
+
+def test_mff_sources_are_complementary_and_reproducible():
+    gt = _image()
+    config = MFFSimulation(feather_sigma=(0.0, 0.0))
+    a, b = simulate_mff(gt, np.random.default_rng(7), config)
+    a2, b2 = simulate_mff(gt, np.random.default_rng(7), config)
+    assert np.array_equal(a, a2) and np.array_equal(b, b2)
+    sharp_in_a = np.isclose(a, gt, atol=1e-6)
+    sharp_in_b = np.isclose(b, gt, atol=1e-6)
+    # Each pixel is sharp in exactly one source (blurred pixels differ from the original).
+    assert (sharp_in_a | sharp_in_b).mean() > 0.99
+    assert 0.2 < sharp_in_a.mean() < 0.8
+    # Sum of the sources is image + blurred image everywhere.
+    blurred = a + b - gt
+    assert blurred.std() < gt.std()
+
+
+def test_mef_under_is_darker_and_over_brighter_and_8_bit():
+    gt = np.clip(_image(1) * 0.6 + 0.2, 0, 1)
+    under, over = simulate_mef(gt, np.random.default_rng(0), MEFSimulation())
+    assert under.mean() < gt.mean() < over.mean()
+    for x in (under, over):
+        assert x.min() >= 0 and x.max() <= 1
+        assert np.allclose(x * 255, np.round(x * 255), atol=1e-4)
+    under2, _ = simulate_mef(gt, np.random.default_rng(0), MEFSimulation())
+    assert np.array_equal(under, under2)
+
+
+def test_mef_without_noise_follows_the_response_curve():
+    gt = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    config = MEFSimulation(
+        under_stops=(1.0, 1.0), over_stops=(1.0, 1.0), gamma=(2.0, 2.0),
+        shot_noise=(0.0, 0.0), read_noise=(0.0, 0.0),
+    )  # fmt: skip
+    under, over = simulate_mef(gt, np.random.default_rng(0), config)
+    # One stop under with gamma 2: y = sqrt(x^2 / 2) = x / sqrt(2); over clips at x >= 1/sqrt(2).
+    assert np.allclose(under, np.round(gt / np.sqrt(2) * 255) / 255, atol=1e-6)
+    assert np.all(over[gt >= 1 / np.sqrt(2) + 1e-3] == 1.0)
