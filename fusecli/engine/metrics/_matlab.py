@@ -222,9 +222,22 @@ def filter_in_frequency(x: np.ndarray, response: np.ndarray) -> np.ndarray:
     Returns:
         (..., H, W) float64.
     """
-    height, width = x.shape[-2:]
-    half = response[:, : width // 2 + 1]
-    return np.fft.irfft2(np.fft.rfft2(x) * half, s=(height, width))
+    return filter_spectrum(np.fft.rfft2(x), response)
+
+
+def filter_spectrum(spectrum: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """`filter_in_frequency` from a precomputed `np.fft.rfft2` spectrum (linear, so spectra of
+    several images may be combined first).
+
+    Args:
+        spectrum: (..., H, W // 2 + 1) complex.
+        response: (H, W) filter on the unshifted FFT grid.
+
+    Returns:
+        (..., H, W) float64.
+    """
+    height, width = response.shape
+    return np.fft.irfft2(spectrum * response[:, : width // 2 + 1], s=(height, width))
 
 
 def block_sums(x: np.ndarray, block: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from fusecli.engine.metrics._cache import memoised
 from fusecli.engine.metrics._matlab import (
     block_sums,
     correlate_separable,
-    filter_in_frequency,
+    filter_spectrum,
     frequency_radius,
     normalize_to_255,
     sobel_gradients,
@@ -64,13 +64,29 @@ def chen_blum_quality(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     return float((saliency_a * q_af + (1.0 - saliency_a) * q_bf).mean())
 
 
+@cache
+def _chen_blum_csf(height: int, width: int) -> np.ndarray:
+    """DoG contrast sensitivity of Chen-Blum on the image's frequency grid scaled by 1/30."""
+    radius = frequency_radius(height, width, row_scale=height / 30, col_scale=width / 30)
+    return np.exp(-((radius / 15.3870) ** 2)) - 0.7622 * np.exp(-((radius / 1.3456) ** 2))
+
+
+@cache
+def _mannos_sakrison_csf(height: int, width: int) -> np.ndarray:
+    """Mannos-Sakrison CSF used by Chen-Varshney, frequency grid scaled by 1/8."""
+    radius = frequency_radius(height, width, row_scale=height / 8, col_scale=width / 8)
+    return 2.6 * (0.0192 + 0.144 * radius) * np.exp(-((0.144 * radius) ** 1.1))
+
+
+def _normalized_spectrum(image: np.ndarray) -> np.ndarray:
+    """rfft2 of the 0..255-stretched image (shared by Qcb and Qcv)."""
+    return np.fft.rfft2(memoised("normalized", normalize_to_255, image))
+
+
 def _masked_contrast(image: np.ndarray) -> np.ndarray:
     """Chen-Blum masked contrast C^p / (C^q + Z) of one image after CSF filtering; (H, W)."""
-    height, width = image.shape
-    radius = frequency_radius(height, width, row_scale=height / 30, col_scale=width / 30)
-    csf = np.exp(-((radius / 15.3870) ** 2)) - 0.7622 * np.exp(-((radius / 1.3456) ** 2))
-    normalized = memoised("normalized", normalize_to_255, image)
-    contrast = _local_contrast(filter_in_frequency(normalized, csf))
+    spectrum = memoised("normalized_spectrum", _normalized_spectrum, image)
+    contrast = _local_contrast(filter_spectrum(spectrum, _chen_blum_csf(*image.shape)))
     return contrast**3 / (contrast**2 + 1e-4)
 
 
@@ -93,15 +109,17 @@ def chen_varshney_quality(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     Returns:
         Qcv >= 0; lower is better.
     """
-    height, width = f.shape
-    a, b, f = (memoised("normalized", normalize_to_255, x) for x in (a, b, f))
-    radius = frequency_radius(height, width, row_scale=height / 8, col_scale=width / 8)
-    csf = 2.6 * (0.0192 + 0.144 * radius) * np.exp(-((0.144 * radius) ** 1.1))
-    differences = filter_in_frequency(np.stack([a - f, b - f]), csf)
+    spectra = [memoised("normalized_spectrum", _normalized_spectrum, x) for x in (a, b, f)]
+    # The CSF filter is linear: filtering a - f is filtering the difference of the spectra.
+    differences = filter_spectrum(
+        np.stack([spectra[0] - spectra[2], spectra[1] - spectra[2]]),
+        _mannos_sakrison_csf(*f.shape),
+    )
     numerator = 0.0
     denominator = 0.0
     for source, difference in zip((a, b), differences, strict=True):
-        saliency = memoised("chen_varshney_saliency", _regional_saliency, source)
+        normalized = memoised("normalized", normalize_to_255, source)
+        saliency = memoised("chen_varshney_saliency", _regional_saliency, normalized)
         # blkproc hands mean2 the zero-padded 16x16 block, so every block divides by 256.
         distortion = block_sums(difference * difference, _CV_WINDOW) / _CV_WINDOW**2
         numerator += float((saliency * distortion).sum())
