@@ -59,7 +59,7 @@ from fusecli.engine.train.recipe import Recipe, StageConfig, recipe_to_dict
 from fusecli.engine.weights import load_weights, save_weights
 from fusecli.errors import FuseError
 
-__all__ = ["TrainResult", "lr_at", "stage_steps", "train"]
+__all__ = ["TrainResult", "lr_at", "parameter_checksum", "stage_steps", "train"]
 
 
 @dataclass
@@ -300,6 +300,22 @@ def _progress(enabled: bool):
         TextColumn("{task.fields[losses]}"),
         disable=not enabled,
     )
+
+
+def parameter_checksum(net: torch.nn.Module) -> float:
+    """Sum of all parameters in float64: equal on ranks holding identical weights."""
+    return float(sum(p.detach().double().sum() for p in net.parameters()))
+
+
+def _check_ranks_agree(net: PSLPT) -> None:
+    """DDP must keep replicas identical; a mismatch is a bug, so fail loudly."""
+    mine = torch.tensor([parameter_checksum(net)], dtype=torch.float64)
+    gathered = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, mine)
+    if any(not torch.equal(g, mine) for g in gathered):
+        raise RuntimeError(
+            f"DDP replicas diverged: parameter checksums {[float(g) for g in gathered]}"
+        )
 
 
 def _write_checkpoint(
@@ -546,6 +562,8 @@ def _train(
                         optimizer=optimizer, scaler=scaler, best=best, recipe=recipe,
                         world_size=world_size,
                     )  # fmt: skip
+        if world_size > 1:
+            _check_ranks_agree(net)
         result.seconds_per_step[stage_index] = (time.perf_counter() - t0) / max(timed_steps, 1)
         result.stage, result.step = stage_index, step
         ckpt = None  # later stages start fresh

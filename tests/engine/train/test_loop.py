@@ -1,0 +1,127 @@
+"""The training loop on the smoke recipe: both stages, exports, exact resume, frozen parts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fusecli.engine import load_weights, read_weights_metadata
+from fusecli.engine.train.checkpoint import load_checkpoint
+from fusecli.engine.train.loop import lr_at, train
+from fusecli.engine.train.recipe import Recipe, StageConfig
+from fusecli.errors import FuseError
+
+SMOKE = Path(__file__).resolve().parents[3] / "recipes" / "smoke.yaml"
+
+
+def _smoke(data_dir: Path, *overrides: str) -> Recipe:
+    return Recipe.from_file(SMOKE, (f"data.root={data_dir}", *overrides))
+
+
+def _state(net) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_lr_schedule_steps_and_epochs():
+    s = StageConfig(unit="epoch", length=10, lr=1.0, lr_decay_at=(2, 4), lr_decay_factor=0.5)
+    assert [lr_at(s, step, 3) for step in (0, 5, 6, 11, 12)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    s = StageConfig(unit="step", length=10, lr=1.0, lr_decay_at=(3,))
+    assert [lr_at(s, step, 99) for step in (2, 3)] == [1.0, 0.5]
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_smoke_recipe_runs_both_stages_and_exports(data_dir, tmp_path):
+    recipe = _smoke(data_dir)
+    result = train(recipe, run_dir=tmp_path, progress=False)
+    assert (result.stage, result.step, result.stopped_early) == (2, 2, False)
+    for name in ("recipe.yaml", "checkpoint.pt", "log.jsonl"):
+        assert (tmp_path / name).is_file()
+    assert (
+        Recipe.from_file(tmp_path / "recipe.yaml", (f"data.root={data_dir}",)).stage1
+        == recipe.stage1
+    )
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    assert [(r["stage"], r["step"]) for r in train_rows] == [
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (1, 4),
+        (2, 1),
+        (2, 2),
+    ]
+    assert train_rows[3]["lr"] == pytest.approx(5e-4)  # halved at step 3
+    assert "unsup_texture" in train_rows[-1] and "unsup_texture" not in train_rows[0]
+    val_rows = [r for r in rows if r["kind"] == "val"]
+    assert {"mff_psnr", "mef_ssim", "val_loss"} <= set(val_rows[0])
+    assert "unsup_total" in val_rows[-1]
+    meta = read_weights_metadata(tmp_path / "stage2_last.safetensors")
+    assert json.loads(meta["recipe"])["stage1"]["length"] == 4 and meta["stage"] == "2"
+    last = load_weights(tmp_path / "stage2_last.safetensors")
+    for k, v in last.state_dict().items():
+        assert torch.equal(v, result.net.state_dict()[k]), k
+    assert (tmp_path / "stage1_best.safetensors").is_file()
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_stage2_trains_only_faf2_starting_from_faf1(data_dir, tmp_path):
+    recipe = _smoke(data_dir)
+    train(recipe, run_dir=tmp_path, stages=(1,), progress=False)
+    stage1 = load_weights(tmp_path / "stage1_last.safetensors").state_dict()
+    net = train(recipe, run_dir=tmp_path, stages=(2,), progress=False).net
+    after = net.state_dict()
+    for k, v in after.items():
+        if k.startswith("faf2."):
+            continue
+        assert torch.equal(v, stage1[k]), f"{k} changed in stage 2"
+    changed = [
+        k
+        for k in after
+        if k.startswith("faf2.") and not torch.equal(after[k], stage1["faf1." + k[5:]])
+    ]
+    assert changed, "FAF set 2 did not move away from its copy of set 1"
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_after", [3, 5])  # mid stage 1; mid stage 2 (after the handover)
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(data_dir, tmp_path, stop_after):
+    recipe = _smoke(data_dir)
+    full = _state(train(recipe, run_dir=tmp_path / "full", progress=False).net)
+
+    run = tmp_path / "interrupted"
+    first = train(recipe, run_dir=run, progress=False, stop_after=stop_after)
+    assert first.stopped_early
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert (ckpt["stage"], ckpt["step"]) == ((1, 2) if stop_after == 3 else (2, 1))
+    resumed = _state(train(recipe, run_dir=run, resume=True, progress=False).net)
+    for k, v in full.items():
+        assert torch.equal(v, resumed[k]), f"{k} differs after resume"
+    # The resumed log has exactly one row per step, as an uninterrupted run's.
+    steps = [
+        (r["stage"], r["step"])
+        for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())
+        if r["kind"] == "train"
+    ]
+    assert steps == sorted(set(steps)) and len(steps) == 6
+
+
+@pytest.mark.data
+def test_refuses_to_overwrite_a_run_or_resume_with_another_recipe(data_dir, tmp_path):
+    recipe = _smoke(data_dir, "stage1.length=1", "stage2.enabled=false")
+    train(recipe, run_dir=tmp_path, progress=False)
+    with pytest.raises(FuseError, match="already holds a run"):
+        train(recipe, run_dir=tmp_path, progress=False)
+    other = _smoke(data_dir, "stage1.length=2", "stage2.enabled=false")
+    with pytest.raises(FuseError, match="recipe differs"):
+        train(other, run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_resume_without_checkpoint_is_a_fuse_error(tmp_path):
+    with pytest.raises(FuseError, match="no checkpoint"):
+        train(Recipe(), run_dir=tmp_path, resume=True, progress=False)
