@@ -59,7 +59,14 @@ from fusecli.engine.train.recipe import Recipe, StageConfig, recipe_to_dict
 from fusecli.engine.weights import load_weights, save_weights
 from fusecli.errors import FuseError
 
-__all__ = ["TrainResult", "lr_at", "parameter_checksum", "stage_steps", "train"]
+__all__ = [
+    "TrainResult",
+    "lr_at",
+    "parameter_checksum",
+    "resolved_recipe",
+    "stage_steps",
+    "train",
+]
 
 
 @dataclass
@@ -149,9 +156,21 @@ def _make_optimizer(recipe: Recipe, params: list, lr: float) -> torch.optim.Opti
     return cls(params, lr=lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
 
 
+def resolved_recipe(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as saved in the run: data root made absolute, no source path.
+
+    So ``run_dir/recipe.yaml`` reproduces the run from any directory, and resuming with it or
+    with the original file counts as the same recipe.
+    """
+    out = recipe_to_dict(recipe)
+    out.pop("source")
+    out["data"]["root"] = str(recipe.data_root.resolve())
+    return out
+
+
 def _metadata(recipe: Recipe, stage: int, step: int, extra: dict[str, Any]) -> dict[str, str]:
     return {
-        "recipe": json.dumps(recipe_to_dict(recipe), sort_keys=True),
+        "recipe": json.dumps(resolved_recipe(recipe), sort_keys=True),
         "stage": str(stage),
         "step": str(step),
         **{k: json.dumps(v) for k, v in extra.items()},
@@ -346,7 +365,7 @@ def _write_checkpoint(
             "scaler": scaler.state_dict(),
             "rng": states,
             "best_val": best,
-            "recipe": recipe_to_dict(recipe),
+            "recipe": resolved_recipe(recipe),
         }
         save_checkpoint(path, payload)
 
@@ -403,7 +422,7 @@ def _train(
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
     weights = _loss_weights(recipe)
     ckpt = load_checkpoint(ckpt_path) if resume else None
-    if ckpt is not None and ckpt["recipe"] != recipe_to_dict(recipe):
+    if ckpt is not None and ckpt["recipe"] != resolved_recipe(recipe):
         raise FuseError(
             f"the recipe differs from the one {ckpt_path} was trained with; "
             f"resume with {run_dir / 'recipe.yaml'}"
@@ -415,7 +434,7 @@ def _train(
     if master:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "recipe.yaml").write_text(
-            yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False), encoding="utf-8"
+            yaml.safe_dump(resolved_recipe(recipe), sort_keys=False), encoding="utf-8"
         )
         if ckpt is not None:
             _truncate_log(log_path, ckpt["stage"], ckpt["step"])

@@ -1,0 +1,97 @@
+"""`fuse train`: run a training recipe (both stages, or one), resume it, or plot its loss curves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from fusecli.errors import FuseError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `train` command to the root app."""
+
+    @app.command("train")
+    def train_command(
+        ctx: typer.Context,
+        recipe: Path = typer.Argument(
+            None,
+            exists=True,
+            dir_okay=False,
+            help="Training recipe (YAML), e.g. recipes/cpu.yaml; a run's recipe.yaml to resume it.",
+        ),
+        stage: int = typer.Option(
+            0, "--stage", min=0, max=2, help="Run only stage 1 or 2 (default 0: both, in order)."
+        ),
+        resume: bool = typer.Option(
+            False, "--resume", help="Continue exactly from the run directory's checkpoint.pt."
+        ),
+        output: Path = typer.Option(
+            None,
+            "-o",
+            "--output",
+            help="Run directory (default: the recipe's output_dir); with --plot, the PNG to write.",
+        ),
+        init: Path = typer.Option(
+            None,
+            "--init",
+            exists=True,
+            dir_okay=False,
+            help="Weights (.safetensors) to start stage 2 from, instead of the stage-1 output.",
+        ),
+        overrides: list[str] = typer.Option(
+            [],
+            "-s",
+            "--set",
+            help="Override a recipe key, e.g. --set stage1.length=100 (repeatable; same type).",
+        ),
+        max_steps: int = typer.Option(
+            0, "--max-steps", min=0, help="Stop after this many steps (0: run to the end)."
+        ),
+        plot: Path = typer.Option(
+            None,
+            "--plot",
+            exists=True,
+            dir_okay=False,
+            help="Draw the loss curves of a log.jsonl to a PNG (-o, default curves.png) and exit.",
+        ),
+    ) -> None:
+        """Train PSLPT with the paper's two-stage multi-task semi-supervised method.
+
+        Multi-GPU / multi-process: torchrun --nproc_per_node N -m fusecli train RECIPE.
+        """
+        if plot is not None:
+            from fusecli.engine.train.plot import plot_log
+
+            written = plot_log(plot, output or Path("curves.png"))
+            typer.echo(f"wrote {written}")
+            return
+        if recipe is None:
+            raise FuseError("give a recipe file (e.g. recipes/cpu.yaml) or --plot LOG")
+        # Imported here so `fuse --help` stays fast.
+        from fusecli.engine.train import Recipe, train
+
+        parsed = Recipe.from_file(recipe, tuple(overrides))
+        device = getattr(ctx.obj, "device", "auto")
+        result = train(
+            parsed,
+            run_dir=output,
+            stages=(stage,) if stage else (1, 2),
+            resume=resume,
+            init_weights=init,
+            device=None if device == "auto" else device,
+            stop_after=max_steps or None,
+        )
+        if result.stage == 0:
+            raise FuseError(f"{recipe} enables none of the requested stages; nothing was trained")
+        if int(os.environ.get("RANK", "0")) == 0:  # one summary line, from rank 0
+            timing = ", ".join(
+                f"stage {s}: {t:.2f} s/step" for s, t in result.seconds_per_step.items()
+            )
+            state = "stopped" if result.stopped_early else "finished"
+            typer.echo(
+                f"{state} at stage {result.stage} step {result.step} in {result.run_dir}"
+                + (f" ({timing})" if timing else "")
+            )
