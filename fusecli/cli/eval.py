@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,24 +148,37 @@ def _method_names(fused: list[Path]) -> list[str]:
     return [str(path) for path in fused] if len(set(names)) < len(names) else names
 
 
+def evaluate_job(job: Job, names: list[str] | None, colour: str) -> list[dict[str, float]]:
+    """Metrics of one image for every method, in method order."""
+    images = [read_planes(path) for path in job.fused]
+    a, b = read_planes(job.source_a), read_planes(job.source_b)
+    ref = None if job.reference is None else read_planes(job.reference)
+    expected = a.shape[1:]
+    for path, planes in [(job.source_b, b), (job.reference, ref), *zip(job.fused, images)]:
+        if planes is not None and planes.shape[1:] != expected:
+            raise FuseError(
+                f"{path} is {planes.shape[2]}x{planes.shape[1]} but {job.source_a} is "
+                f"{expected[1]}x{expected[0]}; evaluated images must have the same size."
+            )
+    return compute_metrics_many(a, b, images, reference=ref, names=names, colour=colour)
+
+
 def evaluate_jobs(
-    jobs: list[Job], names: list[str] | None, colour: str
+    jobs: list[Job], names: list[str] | None, colour: str, *, workers: int = 1
 ) -> list[dict[str, dict[str, float]]]:
-    """Metrics of every job: for each method, {image stem: {metric: value}}."""
+    """Metrics of every job: for each method, {image stem: {metric: value}}.
+
+    With workers > 1, images are evaluated in threads (numpy releases the GIL in its array
+    loops); the result does not depend on the number of workers.
+    """
+    if workers > 1 and len(jobs) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda job: evaluate_job(job, names, colour), jobs))
+    else:
+        results = [evaluate_job(job, names, colour) for job in jobs]
     per_method: list[dict[str, dict[str, float]]] = [{} for _ in jobs[0].fused]
-    for job in jobs:
-        images = [read_planes(path) for path in job.fused]
-        a, b = read_planes(job.source_a), read_planes(job.source_b)
-        ref = None if job.reference is None else read_planes(job.reference)
-        expected = a.shape[1:]
-        for path, planes in [(job.source_b, b), (job.reference, ref), *zip(job.fused, images)]:
-            if planes is not None and planes.shape[1:] != expected:
-                raise FuseError(
-                    f"{path} is {planes.shape[2]}x{planes.shape[1]} but {job.source_a} is "
-                    f"{expected[1]}x{expected[0]}; evaluated images must have the same size."
-                )
-        results = compute_metrics_many(a, b, images, reference=ref, names=names, colour=colour)
-        for store, values in zip(per_method, results, strict=True):
+    for job, values_per_method in zip(jobs, results, strict=True):
+        for store, values in zip(per_method, values_per_method, strict=True):
             store[job.stem] = values
     return per_method
 
@@ -291,6 +305,14 @@ def register(app: typer.Typer) -> None:
         csv_path: Path | None = typer.Option(
             None, "--csv", help="Also write every per-image value to this CSV file."
         ),
+        jobs: int = typer.Option(
+            1,
+            "--jobs",
+            "-j",
+            min=1,
+            help="Images evaluated in parallel (threads), 1 or more; each keeps its sources' "
+            "intermediates in memory. Default: 1.",
+        ),
         colour: str = typer.Option(
             "channels",
             "--colour",
@@ -303,8 +325,8 @@ def register(app: typer.Typer) -> None:
         if colour not in COLOUR_MODES:
             raise FuseError(f"unknown --colour {colour!r}; choose from {', '.join(COLOUR_MODES)}.")
         names = _parse_metrics(metrics)
-        jobs = plan_jobs(source_a, source_b, list(fused), reference)
-        per_method = evaluate_jobs(jobs, names, colour)
+        plan = plan_jobs(source_a, source_b, list(fused), reference)
+        per_method = evaluate_jobs(plan, names, colour, workers=jobs)
         kept = common_metrics(per_method)
         if names is None:
             applicable = list(DEFAULT_METRICS) + (list(REFERENCE_METRICS) if reference else [])

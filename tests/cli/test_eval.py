@@ -89,6 +89,14 @@ def test_several_methods_side_by_side_with_csv(pairs: Path, tmp_path: Path) -> N
     assert float(rows[3][2]) == pytest.approx(payload["good"]["mean"]["EN"], rel=1e-15)
 
 
+def test_parallel_jobs_give_the_same_values(pairs: Path) -> None:
+    args = [str(pairs / d) for d in ("a", "b", "good", "poor")] + ["--metrics", FAST, "--json"]
+    serial = _run(*args)
+    parallel = _run(*args, "--jobs", "2")
+    assert serial.exit_code == parallel.exit_code == 0, parallel.output
+    assert json.loads(parallel.stdout) == json.loads(serial.stdout)
+
+
 def test_table_highlights_the_best_method_per_direction(pairs: Path) -> None:
     args = [str(pairs / d) for d in ("a", "b", "good", "poor")]
     result = _run(*args, "--metrics", "Qabf,Nabf", env={"FORCE_COLOR": "1", "TERM": "xterm"})

@@ -8,7 +8,7 @@ helpers called through `memoised` compute them once per image plane object. Outs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -33,6 +33,16 @@ def shared_intermediates() -> Iterator[None]:
         yield
     finally:
         _ACTIVE.reset(token)
+
+
+def forget(planes: Iterable[np.ndarray]) -> None:
+    """Drop cached intermediates that involve any of `planes` (e.g. a finished fused image)."""
+    cache = _ACTIVE.get()
+    if cache is None:
+        return
+    ids = {id(plane) for plane in planes}
+    for key in [key for key in cache if ids.intersection(key[1:])]:
+        del cache[key]
 
 
 def memoised(kind: str, compute: Callable[..., T], *planes: np.ndarray) -> T:

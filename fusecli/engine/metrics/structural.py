@@ -42,12 +42,20 @@ def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, mean_square
 
 
-def _ssim_maps(x: np.ndarray, y: np.ndarray, data_range: float) -> tuple[np.ndarray, np.ndarray]:
-    """SSIM and contrast-structure maps of Wang et al. ('valid' Gaussian window)."""
+def _ssim_maps(
+    x: np.ndarray,
+    y: np.ndarray,
+    data_range: float,
+    moments_x: tuple[np.ndarray, np.ndarray],
+    moments_y: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """SSIM and contrast-structure maps of Wang et al. ('valid' Gaussian window).
+
+    moments_x, moments_y are `_moments` of x and y (computed once per image by callers).
+    """
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
-    mu_x, xx = memoised("gaussian_moments", _moments, x)
-    mu_y, yy = memoised("gaussian_moments", _moments, y)
+    (mu_x, xx), (mu_y, yy) = moments_x, moments_y
     xy = _gaussian_means(x * y)
     var_x = xx - mu_x * mu_x
     var_y = yy - mu_y * mu_y
@@ -63,6 +71,13 @@ def _pyramid(x: np.ndarray, levels: int) -> list[np.ndarray]:
     for _ in range(levels - 1):
         pyramid.append(downsample_by_two(pyramid[-1]))
     return pyramid
+
+
+def _pyramid_moments(
+    x: np.ndarray, levels: int
+) -> list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+    """Every pyramid level of x with its Gaussian moments."""
+    return [(level, _moments(level)) for level in _pyramid(x, levels)]
 
 
 def pyramid_min_size(levels: int) -> int:
@@ -93,7 +108,9 @@ def structural_similarity(x: np.ndarray, y: np.ndarray, *, data_range: float) ->
         Mean SSIM, at most 1; higher is better.
     """
     _require_size(x, _WINDOW, "SSIM")
-    ssim_map, _ = _ssim_maps(x, y, data_range)
+    moments_x = memoised("gaussian_moments", _moments, x)
+    moments_y = memoised("gaussian_moments", _moments, y)
+    ssim_map, _ = _ssim_maps(x, y, data_range, moments_x, moments_y)
     return float(ssim_map.mean())
 
 
@@ -110,9 +127,8 @@ def multiscale_structural_similarity(
     image quality assessment", Asilomar 2003; follows the authors' `msssim.m` (5 scales,
     2x2 mean filter with symmetric borders then decimation). msssim.m refuses images whose
     short side is under 176 px; we only need the coarsest scale to hold one 11x11 window
-    (161 px). A negative mean
-    contrast-structure term (strongly anti-correlated images) is clamped to 0, where
-    MATLAB would return a complex number.
+    (161 px). A negative mean contrast-structure term (strongly anti-correlated images) is
+    clamped to 0, where MATLAB would return a complex number.
 
     Args:
         x, y: (H, W) images, short side >= 10 * 2**(len(weights) - 1) + 1 (161 px by default).
@@ -124,11 +140,14 @@ def multiscale_structural_similarity(
     """
     levels = len(weights)
     _require_size(x, pyramid_min_size(levels), "MS_SSIM")
-    pyramid_x = memoised(f"pyramid{levels}", lambda image: _pyramid(image, levels), x)
-    pyramid_y = memoised(f"pyramid{levels}", lambda image: _pyramid(image, levels), y)
+    # Cached under the full-resolution image, so forgetting it drops every level.
+    pyramid_x = memoised(f"pyramid{levels}", lambda image: _pyramid_moments(image, levels), x)
+    pyramid_y = memoised(f"pyramid{levels}", lambda image: _pyramid_moments(image, levels), y)
     values = []
-    for level, (x_level, y_level) in enumerate(zip(pyramid_x, pyramid_y, strict=True)):
-        ssim_map, cs_map = _ssim_maps(x_level, y_level, data_range)
+    for level, ((x_level, m_x), (y_level, m_y)) in enumerate(
+        zip(pyramid_x, pyramid_y, strict=True)
+    ):
+        ssim_map, cs_map = _ssim_maps(x_level, y_level, data_range, m_x, m_y)
         values.append(ssim_map.mean() if level == levels - 1 else cs_map.mean())
     return float(math.prod(max(v, 0.0) ** w for v, w in zip(values, weights, strict=True)))
 

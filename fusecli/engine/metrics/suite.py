@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fusecli.engine.metrics import gradient, information, perceptual, structural
-from fusecli.engine.metrics._cache import shared_intermediates
+from fusecli.engine.metrics._cache import forget, shared_intermediates
 from fusecli.engine.metrics._matlab import rgb_to_gray
 from fusecli.errors import FuseError
 
@@ -259,7 +259,10 @@ def compute_metrics_many(
                 f = _gray(f)
             if f.shape[0] not in channels_of:
                 channels_of[f.shape[0]] = _Inputs(a, b, ref, f.shape[0])
-            results.append(_evaluate(channels_of[f.shape[0]], list(f), selected))
+            planes = list(f)
+            results.append(_evaluate(channels_of[f.shape[0]], planes, selected))
+            # Keep only source-side intermediates: those of this fused image are not reused.
+            forget(planes)
     return results
 
 
