@@ -155,11 +155,6 @@ def _gray(planes: np.ndarray) -> np.ndarray:
     return planes if planes.shape[0] == 1 else rgb_to_gray(planes)[None]
 
 
-def _channel(planes: np.ndarray, index: int) -> np.ndarray:
-    """Channel `index`, or the only channel of a greyscale image (VIFB's broadcasting)."""
-    return planes[index] if planes.shape[0] > 1 else planes[0]
-
-
 def _select(names: Sequence[str] | None, has_reference: bool, size: int) -> list[str]:
     """Validate requested names, or choose every metric that applies (reference, image size)."""
     if names is None:
@@ -283,9 +278,10 @@ class _Inputs:
 
     def __init__(self, a: np.ndarray, b: np.ndarray, ref: np.ndarray | None, channels: int) -> None:
         def match(planes: np.ndarray) -> list[np.ndarray]:
-            if channels == 1:
-                return [_gray(planes)[0]]
-            return [_channel(planes, k) for k in range(channels)]
+            if channels == 1 or planes.shape[0] == 1:
+                # One object for every channel, so its intermediates are computed once.
+                return [_gray(planes)[0]] * channels
+            return [planes[k] for k in range(channels)]
 
         self._a, self._b = a, b
         self.a = match(a)
