@@ -111,10 +111,10 @@ def plan_jobs(
 
 
 def read_planes(path: Path) -> np.ndarray:
-    """Read an image as float64 (C, H, W) on the 8-bit scale, C in {1, 3}.
+    """Read an image as (C, H, W) on the 8-bit scale, C in {1, 3}.
 
-    Alpha is dropped; a colour file whose three channels are identical is greyscale
-    (C = 1); 16-bit images are rescaled to 0..255.
+    8-bit files stay uint8; 16-bit files are rescaled to float64 0..255. Alpha is dropped; a
+    colour file whose three channels are identical is greyscale (C = 1), as in fusecli.io.
     """
     import imageio.v3 as iio
 
@@ -126,12 +126,14 @@ def read_planes(path: Path) -> np.ndarray:
         pixels = pixels[:, :, None]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
         raise ImageReadError(f"{path} has shape {pixels.shape}; expected a 2-D grey or RGB image.")
-    if np.issubdtype(pixels.dtype, np.integer) and np.iinfo(pixels.dtype).max > 255:
+    if pixels.dtype == np.bool_:
+        planes = pixels.astype(np.uint8) * 255
+    elif np.issubdtype(pixels.dtype, np.integer) and np.iinfo(pixels.dtype).max > 255:
         planes = pixels.astype(np.float64) * (255.0 / np.iinfo(pixels.dtype).max)
     elif np.issubdtype(pixels.dtype, np.floating):
         raise ImageReadError(f"{path} holds floating-point pixels; save it as 8- or 16-bit.")
     else:
-        planes = pixels.astype(np.float64)
+        planes = pixels.astype(np.uint8)
     planes = planes[:, :, :3] if planes.shape[2] >= 3 else planes[:, :, :1]
     if (
         planes.shape[2] == 3

@@ -89,6 +89,20 @@ def test_several_methods_side_by_side_with_csv(pairs: Path, tmp_path: Path) -> N
     assert float(rows[3][2]) == pytest.approx(payload["good"]["mean"]["EN"], rel=1e-15)
 
 
+def test_sixteen_bit_and_grey_as_rgb_files_read_like_their_8_bit_grey(pairs: Path) -> None:
+    grey = iio.imread(pairs / "good/x1.png")
+    _write(pairs / "rgb/x1.png", np.stack([grey] * 3, axis=-1))
+    (pairs / "wide").mkdir()
+    iio.imwrite(pairs / "wide/x1.png", grey.astype(np.uint16) * 257)
+    base = [str(pairs / "a/x1.png"), str(pairs / "b/x1.png")]
+    outputs = [
+        json.loads(_run(*base, str(pairs / d / "x1.png"), "--metrics", FAST, "--json").stdout)
+        for d in ("good", "rgb", "wide")
+    ]
+    assert outputs[1] == outputs[0]
+    assert outputs[2]["mean"] == pytest.approx(outputs[0]["mean"], rel=1e-12)
+
+
 def test_parallel_jobs_give_the_same_values(pairs: Path) -> None:
     args = [str(pairs / d) for d in ("a", "b", "good", "poor")] + ["--metrics", FAST, "--json"]
     serial = _run(*args)

@@ -546,5 +546,9 @@ def test_bad_inputs_raise_one_line_fuse_errors(colour_scene) -> None:
         compute_metrics(a, b[:40], f)
     with pytest.raises(FuseError, match="expected"):
         compute_metrics(a, b, f[:2])
+    with pytest.raises(FuseError, match=r"multiply \[0, 1\] images by 255"):
+        compute_metrics(a, b, torch.from_numpy(f / 255.0))
+    with pytest.raises(FuseError, match=r"metrics need 0\.\.255"):
+        compute_metrics(a, b, f * 2)
     with pytest.raises(FuseError, match="colour mode"):
         compute_metrics(a, b, f, colour="rgb")  # type: ignore[arg-type]

@@ -129,7 +129,8 @@ def as_planes(image: Any, role: str) -> np.ndarray:
 
     Args:
         image: numpy array or torch tensor, (H, W), (C, H, W) or (1, C, H, W), C in {1, 3},
-            values on the 8-bit scale 0..255.
+            values on the 8-bit scale 0..255 (a floating-point image whose maximum is at most
+            1 is taken for a [0, 1] image and refused).
         role: name used in error messages ("source A", "fused", ...).
 
     Returns:
@@ -137,7 +138,8 @@ def as_planes(image: Any, role: str) -> np.ndarray:
     """
     if hasattr(image, "detach"):
         image = image.detach().cpu().numpy()
-    array = np.asarray(image, dtype=np.float64)
+    original = np.asarray(image)
+    array = original.astype(np.float64)
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
     if array.ndim == 2:
@@ -146,6 +148,15 @@ def as_planes(image: Any, role: str) -> np.ndarray:
         raise FuseError(
             f"{role} image has shape {tuple(np.shape(image))}; expected (H, W), (C, H, W) or "
             "(1, C, H, W) with 1 or 3 channels."
+        )
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 255:
+        raise FuseError(f"{role} image has values in {low:g}..{high:g}; metrics need 0..255.")
+    # The engine's tensors are in [0, 1]: passing one unscaled would silently give nonsense.
+    if np.issubdtype(original.dtype, np.floating) and 0 < high <= 1:
+        raise FuseError(
+            f"{role} image is floating point with values up to {high:g}; metrics use the "
+            "8-bit scale, so multiply [0, 1] images by 255."
         )
     return array
 
