@@ -8,6 +8,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import typer
@@ -35,6 +36,14 @@ class Job:
     source_b: Path
     reference: Path | None
     fused: tuple[Path, ...]  # one per method, in method order
+
+
+class Summary(TypedDict):
+    """One method's results, as printed by --json."""
+
+    mean: dict[str, float]
+    images: dict[str, dict[str, float]]
+    n: int
 
 
 def _require(path: Path, role: str) -> None:
@@ -191,11 +200,11 @@ def common_metrics(per_method: list[dict[str, dict[str, float]]]) -> list[str]:
     return [name for name in key_sets[0] if all(name in keys for keys in key_sets)]
 
 
-def summarise(images: dict[str, dict[str, float]], names: list[str]) -> dict[str, object]:
+def summarise(images: dict[str, dict[str, float]], names: list[str]) -> Summary:
     """{"mean": {metric: mean}, "images": {stem: {...}}, "n": count} for one method."""
     kept = {stem: {name: values[name] for name in names} for stem, values in images.items()}
     mean = {name: float(np.mean([values[name] for values in kept.values()])) for name in names}
-    return {"mean": mean, "images": kept, "n": len(kept)}
+    return Summary(mean=mean, images=kept, n=len(kept))
 
 
 def _finite_or_null(data: object) -> object:
@@ -218,24 +227,24 @@ def _best(values: list[float], higher_is_better: bool) -> float | None:
     return max(finite) if higher_is_better else min(finite)
 
 
-def heading(summaries: dict[str, dict[str, object]], colour: str) -> str:
+def heading(summaries: dict[str, Summary], colour: str) -> str:
     """'Mean over N images (colour: MODE)', printed above the table."""
     count = next(iter(summaries.values()))["n"]
     return f"Mean over {count} image{'s' if count != 1 else ''} (colour: {colour})"
 
 
-def render_table(summaries: dict[str, dict[str, object]]) -> Table:
+def render_table(summaries: dict[str, Summary]) -> Table:
     """Metrics as rows, methods as columns; the best mean per metric in bold green."""
     methods = list(summaries)
     first = summaries[methods[0]]
-    metric_names = list(first["mean"])  # type: ignore[arg-type]
+    metric_names = list(first["mean"])
     table = Table()
     table.add_column("Metric")
     for method in methods:
         table.add_column(method, justify="right")
     for name in metric_names:
         metric = METRICS[name]
-        values = [float(summaries[m]["mean"][name]) for m in methods]  # type: ignore[index]
+        values = [summaries[m]["mean"][name] for m in methods]
         best = _best(values, metric.higher_is_better)
         cells = [
             f"[bold green]{_format(v)}[/]" if best is not None and v == best else _format(v)
@@ -245,18 +254,18 @@ def render_table(summaries: dict[str, dict[str, object]]) -> Table:
     return table
 
 
-def write_csv(path: Path, summaries: dict[str, dict[str, object]]) -> None:
+def write_csv(path: Path, summaries: dict[str, Summary]) -> None:
     """One row per (method, image) plus a 'mean' row per method."""
-    metric_names = list(next(iter(summaries.values()))["mean"])  # type: ignore[arg-type]
+    metric_names = list(next(iter(summaries.values()))["mean"])
     try:
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["method", "image", *metric_names])
             for method, summary in summaries.items():
-                for stem, values in summary["images"].items():  # type: ignore[union-attr]
+                for stem, values in summary["images"].items():
                     writer.writerow([method, stem, *(repr(values[n]) for n in metric_names)])
                 mean = summary["mean"]
-                writer.writerow([method, "mean", *(repr(mean[n]) for n in metric_names)])  # type: ignore[index]
+                writer.writerow([method, "mean", *(repr(mean[n]) for n in metric_names)])
     except OSError as exc:
         raise FuseError(
             f"cannot write {path} ({exc.strerror}); choose another --csv path."
@@ -312,15 +321,15 @@ def register(app: typer.Typer) -> None:
             "--jobs",
             "-j",
             min=1,
-            help="Images evaluated in parallel (threads), 1 or more; each keeps its sources' "
-            "intermediates in memory. Default: 1.",
+            help="Images evaluated in parallel (threads); each keeps its sources' "
+            "intermediates in memory.",
         ),
         colour: str = typer.Option(
             "channels",
             "--colour",
             "--color",
             help="channels: evaluate colour images per channel and average (VIFB/MEFB); "
-            "gray: convert colour images to greyscale first. Default: channels.",
+            "gray: convert colour images to greyscale first.",
         ),
     ) -> None:
         """Compute fusion quality metrics (VIFB/MEFB definitions); folders match by file name."""

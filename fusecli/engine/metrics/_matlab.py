@@ -107,27 +107,6 @@ _NUMPY_PAD_MODES = {
 }
 
 
-def correlate_3x3(x: np.ndarray, kernel: np.ndarray, *, boundary: str) -> np.ndarray:
-    """'same' correlation with a small 3x3 kernel (Sobel-like), exact for integer images.
-
-    Args:
-        x: (..., H, W).
-        kernel: (3, 3).
-        boundary: 'zero', 'replicate', 'symmetric' or 'mirror' (reflect without edge repeat).
-
-    Returns:
-        (..., H, W) float64.
-    """
-    padded = pad(x.astype(np.float64, copy=False), 1, 1, boundary)
-    height, width = x.shape[-2:]
-    out = np.zeros(x.shape, dtype=np.float64)
-    for i in range(3):
-        for j in range(3):
-            if kernel[i, j] != 0:
-                out += kernel[i, j] * padded[..., i : i + height, j : j + width]
-    return out
-
-
 def sobel_gradients(x: np.ndarray, *, boundary: str) -> tuple[np.ndarray, np.ndarray]:
     """Unscaled Sobel responses by correlation, 'same' size, exact for integer images.
 
