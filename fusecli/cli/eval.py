@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TypedDict
 import numpy as np
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from fusecli.engine.metrics import (
@@ -175,18 +177,24 @@ def evaluate_job(job: Job, names: list[str] | None, colour: str) -> list[dict[st
 
 
 def evaluate_jobs(
-    jobs: list[Job], names: list[str] | None, colour: str, *, workers: int = 1
+    jobs: list[Job],
+    names: list[str] | None,
+    colour: str,
+    *,
+    workers: int = 1,
+    on_done: Callable[[], None] = lambda: None,
 ) -> list[dict[str, dict[str, float]]]:
     """Metrics of every job: for each method, {image stem: {metric: value}}.
 
     With workers > 1, images are evaluated in threads (numpy releases the GIL in its array
-    loops); the result does not depend on the number of workers.
+    loops); the result does not depend on the number of workers. `on_done` is called after
+    each image (progress display).
     """
-    if workers > 1 and len(jobs) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda job: evaluate_job(job, names, colour), jobs))
-    else:
-        results = [evaluate_job(job, names, colour) for job in jobs]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = []
+        for values in pool.map(lambda job: evaluate_job(job, names, colour), jobs):
+            results.append(values)
+            on_done()
     per_method: list[dict[str, dict[str, float]]] = [{} for _ in jobs[0].fused]
     for job, values_per_method in zip(jobs, results, strict=True):
         for store, values in zip(per_method, values_per_method, strict=True):
@@ -337,7 +345,18 @@ def register(app: typer.Typer) -> None:
             raise FuseError(f"unknown --colour {colour!r}; choose from {', '.join(COLOUR_MODES)}.")
         names = _parse_metrics(metrics)
         plan = plan_jobs(source_a, source_b, list(fused), reference)
-        per_method = evaluate_jobs(plan, names, colour, workers=jobs)
+        # A transient progress bar on stderr, only when it is a terminal (big folders take minutes).
+        progress_console = Console(stderr=True)
+        with Progress(
+            *Progress.get_default_columns(),
+            console=progress_console,
+            transient=True,
+            disable=not progress_console.is_terminal or len(plan) < 2,
+        ) as progress:
+            task = progress.add_task("evaluating", total=len(plan))
+            per_method = evaluate_jobs(
+                plan, names, colour, workers=jobs, on_done=lambda: progress.advance(task)
+            )
         kept = common_metrics(per_method)
         if names is None:
             applicable = list(DEFAULT_METRICS) + (list(REFERENCE_METRICS) if reference else [])
