@@ -500,7 +500,7 @@ def _train(
 
         # ---- the loop
         seed = recipe.seed * 1000 + stage_index
-        t0, timed_steps = time.perf_counter(), 0
+        train_seconds, timed_steps = 0.0, 0
         bar = _progress(progress and master)
         with bar:
             task = bar.add_task(f"stage {stage_index}", total=total, completed=step, losses="")
@@ -509,6 +509,7 @@ def _train(
                     result.stopped_early = True
                     result.stage, result.step = stage_index, step
                     return result
+                t_step = time.perf_counter()
                 lr = lr_at(stage, step, per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -546,6 +547,10 @@ def _train(
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                # Time of the step itself (batch synthesis, forward, backward, update), without
+                # validation or checkpoint writing.
+                step_seconds = time.perf_counter() - t_step
+                train_seconds += step_seconds
                 timed_steps += 1
                 if steps_left is not None:
                     steps_left -= 1
@@ -553,7 +558,8 @@ def _train(
                 # ---- logging, validation, checkpoints (rank 0 writes)
                 if master and (step % stage.log_every == 0 or step == total):
                     row = {"kind": "train", "stage": stage_index, "step": step, "lr": lr, **logs}
-                    row["seconds"] = round((time.perf_counter() - t0) / timed_steps, 4)
+                    row["seconds"] = round(step_seconds, 4)
+                    row["time"] = round(time.time(), 1)
                     _append_log(log_path, row)
                     bar.update(task, losses=f"loss {logs['loss']:.4f}")
                 bar.update(task, completed=step)
@@ -583,7 +589,7 @@ def _train(
                     )  # fmt: skip
         if world_size > 1:
             _check_ranks_agree(net)
-        result.seconds_per_step[stage_index] = (time.perf_counter() - t0) / max(timed_steps, 1)
+        result.seconds_per_step[stage_index] = train_seconds / max(timed_steps, 1)
         result.stage, result.step = stage_index, step
         ckpt = None  # later stages start fresh
     if world_size > 1:
