@@ -1,0 +1,150 @@
+"""Colour: BT.601 full-range YCbCr and the policies that put colour back on a fused luminance.
+
+The network fuses luminance only (Y in [0, 1]). Chroma (Cb, Cr in [0, 1], neutral grey at 0.5)
+comes back from the sources according to a task's :class:`ColorPolicy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+# BT.601 full range (JPEG/JFIF): Y = 0.299 R + 0.587 G + 0.114 B, chroma centred at 0.5.
+_RGB_TO_YCBCR = torch.tensor(
+    [
+        [0.299, 0.587, 0.114],
+        [-0.168735892, -0.331264108, 0.5],
+        [0.5, -0.418687589, -0.081312411],
+    ],
+    dtype=torch.float64,
+)
+_YCBCR_TO_RGB = torch.linalg.inv(_RGB_TO_YCBCR)
+_CHROMA_OFFSET = 0.5
+# Below this total saturation weight a pixel is grey in every source; use the plain mean there.
+_NEUTRAL_EPS = 1e-6
+
+
+def _apply(matrix: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,bjhw->bihw", matrix.to(image.device, image.dtype), image)
+
+
+def rgb_to_ycbcr(image: torch.Tensor) -> torch.Tensor:
+    """RGB to YCbCr (BT.601 full range).
+
+    Args:
+        image: (B, 3, H, W) RGB in [0, 1].
+
+    Returns:
+        (B, 3, H, W): Y in [0, 1], Cb and Cr in [0, 1] with neutral at 0.5.
+    """
+    _check_channels(image, 3, "rgb_to_ycbcr")
+    ycbcr = _apply(_RGB_TO_YCBCR, image)
+    return torch.cat([ycbcr[:, :1], ycbcr[:, 1:] + _CHROMA_OFFSET], dim=1)
+
+
+def ycbcr_to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """YCbCr (BT.601 full range) to RGB, clamped to [0, 1].
+
+    Args:
+        image: (B, 3, H, W) as produced by :func:`rgb_to_ycbcr`.
+
+    Returns:
+        (B, 3, H, W) RGB in [0, 1].
+    """
+    _check_channels(image, 3, "ycbcr_to_rgb")
+    centred = torch.cat([image[:, :1], image[:, 1:] - _CHROMA_OFFSET], dim=1)
+    return _apply(_YCBCR_TO_RGB, centred).clamp(0.0, 1.0)
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """Y of an RGB image, or a grey image unchanged. (B, C, H, W), C in {1, 3} -> (B, 1, H, W)."""
+    if image.shape[1] == 1:
+        return image
+    _check_channels(image, 3, "luminance")
+    weights = _RGB_TO_YCBCR[0].to(image.device, image.dtype).view(1, 3, 1, 1)
+    return (image * weights).sum(dim=1, keepdim=True)
+
+
+@dataclass(frozen=True)
+class ColorPolicy:
+    """How a fused luminance gets its colour back.
+
+    Attributes:
+        mode: ``chroma_from``: Cb/Cr of one source (IVF: the visible image; MMF: the functional
+            PET/SPECT scan). ``chroma_weighted``: per pixel, each colour source's Cb/Cr weighted by
+            its saturation (MEF, MFF), so a grey or washed-out source does not dilute the colour
+            of a vivid one.
+        source: index of the source that gives the colour, for ``chroma_from``.
+    """
+
+    mode: Literal["chroma_from", "chroma_weighted"]
+    source: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("chroma_from", "chroma_weighted"):
+            raise ValueError(f"unknown colour policy mode {self.mode!r}")
+        if self.source < 0:
+            raise ValueError(f"source index must be >= 0, got {self.source}")
+
+    def describe(self, roles: Sequence[str] = ()) -> str:
+        """Short human text, e.g. ``chroma from visible``."""
+        if self.mode == "chroma_weighted":
+            return "chroma weighted by saturation"
+        name = roles[self.source] if self.source < len(roles) else f"source {self.source + 1}"
+        return f"chroma from {name}"
+
+
+def restore_color(
+    fused_y: torch.Tensor, sources: Sequence[torch.Tensor], policy: ColorPolicy
+) -> torch.Tensor:
+    """Combine a fused luminance with chroma taken from the sources.
+
+    Args:
+        fused_y: (B, 1, H, W) fused luminance in [0, 1].
+        sources: the sources, each (B, 1, H, W) grey or (B, 3, H, W) RGB.
+        policy: where the chroma comes from.
+
+    Returns:
+        (B, 3, H, W) RGB, or ``fused_y`` itself when no source that the policy uses has colour.
+    """
+    if policy.mode == "chroma_from":
+        if policy.source >= len(sources):
+            raise ValueError(f"policy takes colour from source {policy.source}, got {len(sources)}")
+        chosen = sources[policy.source]
+        if chosen.shape[1] == 1:
+            return fused_y
+        chroma = rgb_to_ycbcr(chosen)[:, 1:]
+    else:
+        coloured = [rgb_to_ycbcr(s)[:, 1:] for s in sources if s.shape[1] == 3]
+        if not coloured:
+            return fused_y
+        chroma = saturation_weighted_chroma(coloured)
+    return ycbcr_to_rgb(torch.cat([fused_y, chroma.to(fused_y.dtype)], dim=1))
+
+
+def saturation_weighted_chroma(chromas: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-pixel average of chroma planes weighted by their distance from neutral grey.
+
+    The weight of a source is ``|Cb - 0.5| + |Cr - 0.5|``, measured from the neutral point (the
+    authors' script measured it from 0 on un-centred chroma, which weighs every pixel about
+    equally). Where every source is neutral the plain mean is used, so there is no 0/0.
+
+    Args:
+        chromas: (B, 2, H, W) Cb/Cr planes in [0, 1].
+
+    Returns:
+        (B, 2, H, W).
+    """
+    stack = torch.stack(list(chromas))
+    weights = (stack - _CHROMA_OFFSET).abs().sum(dim=2, keepdim=True)
+    total = weights.sum(dim=0)
+    weighted = (stack * weights).sum(dim=0) / total.clamp_min(_NEUTRAL_EPS)
+    return torch.where(total > _NEUTRAL_EPS, weighted, stack.mean(dim=0))
+
+
+def _check_channels(image: torch.Tensor, channels: int, name: str) -> None:
+    if image.dim() != 4 or image.shape[1] != channels:
+        raise ValueError(f"{name} expects (B, {channels}, H, W), got {tuple(image.shape)}")

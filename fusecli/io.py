@@ -1,0 +1,454 @@
+"""Reading and writing images: PNG, JPEG, BMP, TIFF; 8/16-bit and float; atomic writes.
+
+Below this module images are float32 tensors (1, C, H, W) in [0, 1] with C = 1 (grey) or 3 (RGB).
+
+Policies:
+    * A 3-channel file whose channels are identical (greyscale saved as RGB, common for infrared
+      and MRI scans) is read as one channel.
+    * Alpha is split off into ``LoadedImage.alpha``; fusion ignores it.
+    * EXIF orientation is applied (JPEG, PNG, TIFF), so pixels are as a viewer shows them.
+    * The declared size is checked against a pixel limit before any pixel is decoded
+      (decompression bombs): ``max_pixels`` or the environment variable FUSECLI_MAX_PIXELS.
+    * Writes go to a temporary file in the destination folder, then are renamed into place:
+      a crash or Ctrl-C never leaves a partial output.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import tifffile
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from fusecli.errors import ImageReadError, ImageWriteError
+
+SUPPORTED_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+DEFAULT_MAX_PIXELS = 250_000_000
+# Formats that store 16 bits per channel; JPEG and BMP outputs are 8-bit whatever the sources.
+_SIXTEEN_BIT_FORMATS = frozenset({".png", ".tif", ".tiff"})
+_TIFF = frozenset({".tif", ".tiff"})
+_ALPHA_FORMATS = frozenset({".png", ".tif", ".tiff"})
+_EXIF_ORIENTATION = 0x0112
+_FORMAT_NAMES = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image read from disk.
+
+    Attributes:
+        path: the file it came from.
+        pixels: (1, C, H, W) float32 in [0, 1], C = 1 (grey) or 3 (RGB), alpha removed.
+        bit_depth: 8 or 16 for integer files, 32 for floating-point TIFF.
+        alpha: (1, 1, H, W) in [0, 1] when the file had an alpha channel, else None.
+        stored_channels: channels in the file (1 to 4).
+    """
+
+    path: Path
+    pixels: torch.Tensor
+    bit_depth: int
+    alpha: torch.Tensor | None
+    stored_channels: int
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[-2])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[-1])
+
+    @property
+    def is_color(self) -> bool:
+        return self.pixels.shape[1] == 3
+
+
+def max_pixels_limit(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: the argument, else FUSECLI_MAX_PIXELS, else the default."""
+    if max_pixels is not None:
+        return max_pixels
+    configured = os.environ.get("FUSECLI_MAX_PIXELS", "").strip()
+    if configured:
+        try:
+            return int(float(configured))
+        except ValueError:
+            raise ImageReadError(
+                f"FUSECLI_MAX_PIXELS={configured!r} is not a number; set it to a pixel count"
+            ) from None
+    return DEFAULT_MAX_PIXELS
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> LoadedImage:
+    """Read an image file.
+
+    Args:
+        path: a PNG, JPEG, BMP or TIFF file.
+        max_pixels: refuse images declaring more pixels than this (see module docstring).
+
+    Returns:
+        The image, see :class:`LoadedImage`.
+
+    Raises:
+        ImageReadError: the path is missing, not a file, empty, not a supported or intact image,
+            too large, or has an unusable channel layout or values. The message names the file.
+    """
+    path = Path(path)
+    _check_readable(path)
+    limit = max_pixels_limit(max_pixels)
+    suffix = path.suffix.lower()
+    try:
+        height, width = _declared_size(path, suffix)
+        if height * width > limit:
+            raise ImageReadError(
+                f"{path}: declares {width}x{height} pixels, more than the limit of {limit:,}; "
+                "raise it with FUSECLI_MAX_PIXELS if the file is trusted"
+            )
+        array, orientation = _decode(path, suffix)
+    except ImageReadError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise ImageReadError(
+            f"{path}: not a readable {_FORMAT_NAMES[suffix]} image "
+            f"({_short(exc).replace(str(path), path.name)}); "
+            "check that the file is complete and really an image"
+        ) from None
+    array = _apply_orientation(array, orientation)
+    return _to_loaded(path, array)
+
+
+def write_image(
+    path: str | os.PathLike,
+    pixels: torch.Tensor,
+    *,
+    bit_depth: int = 8,
+    overwrite: bool = False,
+    alpha: torch.Tensor | None = None,
+) -> Path:
+    """Write an image atomically; the format comes from the extension.
+
+    Args:
+        path: destination (.png, .jpg/.jpeg, .bmp, .tif/.tiff).
+        pixels: (1, C, H, W), (C, H, W) or (H, W) floats in [0, 1], C = 1 or 3.
+        bit_depth: 8 or 16 (32 writes float32 TIFF; PNG stores 16). JPEG and BMP hold 8 bits
+            only and are written with 8.
+        overwrite: replace an existing file.
+        alpha: optional (1, 1, H, W) alpha in [0, 1] (stored in PNG and TIFF only).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImageWriteError: unsupported extension, missing or unwritable folder, existing file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    check_writable(path, overwrite=overwrite)
+    array = _to_array(pixels, alpha if suffix in _ALPHA_FORMATS else None)
+    depth = _storable_depth(suffix, bit_depth)
+    data = _encode(array, suffix, depth)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: could not be written ({_short(exc)})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Raise ImageWriteError unless ``path`` can be written as an image (before any work)."""
+    path = Path(path)
+    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise ImageWriteError(
+            f"{path}: cannot write {path.suffix or 'files without an extension'}; "
+            f"use one of {', '.join(sorted(SUPPORTED_EXTENSIONS))}"
+        )
+    parent = path.parent
+    if not parent.is_dir():
+        raise ImageWriteError(f"{path}: the output folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ImageWriteError(f"{path}: the output folder {parent} is not writable")
+    if path.is_dir():
+        raise ImageWriteError(f"{path} is a folder; give an output file name")
+    if path.exists() and not overwrite:
+        raise ImageWriteError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def output_bit_depth(images: Sequence[LoadedImage]) -> int:
+    """Bit depth a fused result keeps: the deepest source (8, 16, or 32 for float TIFF)."""
+    return max(image.bit_depth for image in images)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file (also through links and relative paths)."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise ImageReadError(f"{path} is a folder, not an image file")
+    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise ImageReadError(
+            f"{path}: unsupported file type {path.suffix or '(no extension)'}; "
+            f"use one of {', '.join(sorted(SUPPORTED_EXTENSIONS))}"
+        )
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+
+
+def _codec_errors() -> tuple[type[BaseException], ...]:
+    errors = []
+    for name in ("PngError", "JpegError", "Jpeg8Error", "ZlibError"):
+        error = getattr(imagecodecs, name, None)
+        if isinstance(error, type) and issubclass(error, BaseException):
+            errors.append(error)
+    return tuple(errors)
+
+
+# What the decoders raise on damaged or foreign bytes; all become one ImageReadError.
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    RuntimeError,
+    IndexError,
+    KeyError,
+    TypeError,
+    MemoryError,
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    tifffile.TiffFileError,
+    *_codec_errors(),
+)
+
+
+def _declared_size(path: Path, suffix: str) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding pixels."""
+    if suffix in _TIFF:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return int(page.imagelength), int(page.imagewidth)
+    if suffix == ".png":
+        with open(path, "rb") as handle:
+            header = handle.read(24)
+        if len(header) < 24 or header[:8] != b"\x89PNG\r\n\x1a\n" or header[12:16] != b"IHDR":
+            raise ValueError("no PNG header")
+        width, height = struct.unpack(">II", header[16:24])
+        return height, width
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # our own limit applies, checked by the caller
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+    return height, width
+
+
+def _decode(path: Path, suffix: str) -> tuple[np.ndarray, int]:
+    """Pixels as (H, W) or (H, W, C) and the EXIF orientation (1 = as stored)."""
+    if suffix in _TIFF:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            array = page.asarray()
+            axes = page.axes
+            photometric = page.photometric
+            tag = page.tags.get(274)
+            orientation = int(tag.value) if tag is not None else 1
+        if photometric == tifffile.PHOTOMETRIC.SEPARATED:
+            raise ImageReadError(f"{path}: CMYK TIFF is not supported; convert it to RGB")
+        if "S" in axes and axes.index("S") == 0 and array.ndim == 3:
+            array = np.moveaxis(array, 0, -1)
+        return array, orientation
+    raw = path.read_bytes()
+    with Image.open(BytesIO(raw)) as image:
+        orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+        if suffix == ".png":
+            # Pillow cannot hold 16-bit colour PNG; imagecodecs (libpng) can.
+            return imagecodecs.png_decode(raw), orientation
+        if image.mode == "CMYK":
+            raise ImageReadError(f"{path}: CMYK images are not supported; convert it to RGB")
+        if image.mode in ("P", "PA", "1"):
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif image.mode == "LA":
+            pass
+        elif image.mode.startswith("I;16"):
+            return np.asarray(image, dtype=np.uint16), orientation
+        elif image.mode not in ("L", "RGB", "RGBA"):
+            image = image.convert("RGB")
+        return np.asarray(image), orientation
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Undo the EXIF orientation (values 2-8) so rows and columns are as displayed."""
+    operations = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1],
+    }
+    if orientation in operations:
+        array = np.ascontiguousarray(operations[orientation](array))
+    return array
+
+
+def _to_loaded(path: Path, array: np.ndarray) -> LoadedImage:
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageReadError(
+            f"{path}: unexpected pixel layout {array.shape}; save it as grey or RGB"
+        )
+    channels = array.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise ImageReadError(
+            f"{path}: {channels} channels are not supported; save it as grey, RGB or RGBA"
+        )
+    values, bit_depth = _normalise(path, array)
+    alpha = None
+    if channels in (2, 4):
+        alpha = torch.from_numpy(np.ascontiguousarray(values[..., -1]))[None, None]
+        values = values[..., :-1]
+    if values.shape[2] == 3 and _channels_identical(array[..., :3]):
+        values = values[..., :1]
+    pixels = torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None]
+    return LoadedImage(path, pixels, bit_depth, alpha, channels)
+
+
+def _channels_identical(array: np.ndarray) -> bool:
+    return bool(
+        np.array_equal(array[..., 0], array[..., 1])
+        and np.array_equal(array[..., 0], array[..., 2])
+    )
+
+
+def _normalise(path: Path, array: np.ndarray) -> tuple[np.ndarray, int]:
+    """Float32 values in [0, 1] and the source bit depth."""
+    if array.dtype == np.bool_:
+        return array.astype(np.float32), 8
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0, 8
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0, 16
+    if array.dtype.kind == "f":
+        values = np.ascontiguousarray(array, dtype=np.float32)
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            raise ImageReadError(
+                f"{path}: {bad} pixel value(s) are NaN or infinite; repair the file first"
+            )
+        low, high = float(values.min()), float(values.max())
+        if low < 0.0 or high > 1.0:
+            raise ImageReadError(
+                f"{path}: floating-point values span [{low:g}, {high:g}]; fusecli expects [0, 1] "
+                "in float images, so rescale it first"
+            )
+        return values, 32
+    raise ImageReadError(
+        f"{path}: {array.dtype} pixels are not supported; save it as 8- or 16-bit or float32"
+    )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _to_array(pixels: torch.Tensor, alpha: torch.Tensor | None) -> np.ndarray:
+    """(H, W) or (H, W, C) float64 in [0, 1] from a (1, C, H, W) / (C, H, W) / (H, W) tensor."""
+    tensor = pixels.detach().to("cpu", torch.float64)
+    if tensor.dim() == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError(
+                f"write one image at a time, got a batch of shape {tuple(tensor.shape)}"
+            )
+        tensor = tensor[0]
+    if tensor.dim() == 2:
+        tensor = tensor[None]
+    if tensor.dim() != 3 or tensor.shape[0] not in (1, 3):
+        raise ValueError(f"expected (1, C, H, W) with C = 1 or 3, got {tuple(pixels.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError("refusing to write an image with NaN or infinite values")
+    if alpha is not None:
+        tensor = torch.cat(
+            [tensor, alpha.detach().to("cpu", torch.float64).reshape(1, *tensor.shape[1:])]
+        )
+    array = tensor.clamp(0.0, 1.0).permute(1, 2, 0).numpy()
+    return array[..., 0] if array.shape[2] == 1 else array
+
+
+def _storable_depth(suffix: str, bit_depth: int) -> int:
+    if bit_depth not in (8, 16, 32):
+        raise ValueError(f"bit_depth must be 8, 16 or 32, got {bit_depth}")
+    if suffix not in _SIXTEEN_BIT_FORMATS:
+        return 8
+    if bit_depth == 32 and suffix not in _TIFF:
+        return 16
+    return bit_depth
+
+
+def _encode(array: np.ndarray, suffix: str, bit_depth: int) -> bytes:
+    if bit_depth == 32:
+        values = np.ascontiguousarray(array, dtype=np.float32)
+    elif bit_depth == 16:
+        values = np.ascontiguousarray(np.rint(array * 65535.0), dtype=np.uint16)
+    else:
+        values = np.ascontiguousarray(np.rint(array * 255.0), dtype=np.uint8)
+    if suffix == ".png":
+        return bytes(imagecodecs.png_encode(values))
+    if suffix in _TIFF:
+        buffer = BytesIO()
+        photometric = "rgb" if values.ndim == 3 and values.shape[2] >= 3 else "minisblack"
+        extrasamples = ["unassalpha"] if values.ndim == 3 and values.shape[2] in (2, 4) else None
+        tifffile.imwrite(
+            buffer, values, photometric=photometric, compression="zlib", extrasamples=extrasamples
+        )
+        return buffer.getvalue()
+    buffer = BytesIO()
+    image = Image.fromarray(values)
+    if suffix in (".jpg", ".jpeg"):
+        image.save(buffer, format="JPEG", quality=95, subsampling=0)
+    else:
+        image.save(buffer, format="BMP")
+    return buffer.getvalue()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
