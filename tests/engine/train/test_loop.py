@@ -32,11 +32,22 @@ def test_lr_schedule_steps_and_epochs():
     assert [lr_at(s, step, 99) for step in (2, 3)] == [1.0, 0.5]
 
 
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One uninterrupted smoke run, shared by the tests that inspect or compare against it."""
+    from tests.conftest import DATA
+
+    if not DATA.is_dir():
+        pytest.skip(f"shared data not found at {DATA}")
+    run_dir = tmp_path_factory.mktemp("full")
+    return train(_smoke(DATA), run_dir=run_dir, progress=False), run_dir
+
+
 @pytest.mark.data
 @pytest.mark.slow
-def test_smoke_recipe_runs_both_stages_and_exports(data_dir, tmp_path):
+def test_smoke_recipe_runs_both_stages_and_exports(data_dir, full_run):
     recipe = _smoke(data_dir)
-    result = train(recipe, run_dir=tmp_path, progress=False)
+    result, tmp_path = full_run
     assert (result.stage, result.step, result.stopped_early) == (2, 2, False)
     for name in ("recipe.yaml", "checkpoint.pt", "log.jsonl"):
         assert (tmp_path / name).is_file()
@@ -90,9 +101,11 @@ def test_stage2_trains_only_faf2_starting_from_faf1(data_dir, tmp_path):
 @pytest.mark.data
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_after", [3, 5])  # mid stage 1; mid stage 2 (after the handover)
-def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(data_dir, tmp_path, stop_after):
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(
+    data_dir, tmp_path, full_run, stop_after
+):
     recipe = _smoke(data_dir)
-    full = _state(train(recipe, run_dir=tmp_path / "full", progress=False).net)
+    full = _state(full_run[0].net)
 
     run = tmp_path / "interrupted"
     first = train(recipe, run_dir=run, progress=False, stop_after=stop_after)
