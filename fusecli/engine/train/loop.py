@@ -150,10 +150,29 @@ def _set_trainable(net: PSLPT, names: tuple[str, ...]) -> list[torch.nn.Paramete
     return [p for p in net.parameters() if p.requires_grad]
 
 
-def _make_optimizer(recipe: Recipe, params: list, lr: float) -> torch.optim.Optimizer:
+NO_WEIGHT_DECAY = ("cpb_mlp", "logit_scale")
+
+
+def _make_optimizer(recipe: Recipe, net: PSLPT, lr: float) -> torch.optim.Optimizer:
+    """Adam(W) over the trainable parameters.
+
+    With weight decay, the SwinV2 position-bias MLP and attention logit scales are exempt (as timm's
+    ``no_weight_decay``): decaying them pulls the attention temperature and relative position
+    bias towards zero, which is not regularisation.
+    """
     o = recipe.optimizer
     cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return cls(params, lr=lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+    if o.weight_decay > 0:
+        exempt = [p for n, p in named if any(key in n for key in NO_WEIGHT_DECAY)]
+        decay = [p for n, p in named if not any(key in n for key in NO_WEIGHT_DECAY)]
+        groups: list = [
+            {"params": decay, "weight_decay": o.weight_decay},
+            {"params": exempt, "weight_decay": 0.0},
+        ]
+    else:
+        groups = [{"params": [p for _, p in named]}]
+    return cls(groups, lr=lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
 
 
 def resolved_recipe(recipe: Recipe) -> dict[str, Any]:
@@ -481,7 +500,7 @@ def _train(
         if stage.init_faf2_from_faf1 and not resuming:
             net.faf2.load_state_dict(net.faf1.state_dict())
         params = _set_trainable(net, stage.train)
-        optimizer = _make_optimizer(recipe, params, stage.lr)
+        optimizer = _make_optimizer(recipe, net, stage.lr)
         scaler = torch.amp.GradScaler(
             device_.type, enabled=device_.type == "cuda" and recipe.precision == "fp16"
         )

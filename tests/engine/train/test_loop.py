@@ -138,3 +138,19 @@ def test_refuses_to_overwrite_a_run_or_resume_with_another_recipe(data_dir, tmp_
 def test_resume_without_checkpoint_is_a_fuse_error(tmp_path):
     with pytest.raises(FuseError, match="no checkpoint"):
         train(Recipe(), run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_weight_decay_exempts_position_bias_and_logit_scale():
+    from fusecli.engine import PSLPT
+    from fusecli.engine.train.loop import _make_optimizer
+
+    net = PSLPT()
+    recipe = Recipe.from_dict({"optimizer": {"name": "adamw", "weight_decay": 0.05}})
+    decay, exempt = _make_optimizer(recipe, net, 1e-4).param_groups
+    names = {id(p): n for n, p in net.named_parameters()}
+    assert exempt["weight_decay"] == 0.0 and decay["weight_decay"] == 0.05
+    assert all("cpb_mlp" in names[id(p)] or "logit_scale" in names[id(p)] for p in exempt["params"])
+    assert any("logit_scale" in names[id(p)] for p in exempt["params"])
+    assert len(decay["params"]) + len(exempt["params"]) == len(list(net.parameters()))
+    (single,) = _make_optimizer(Recipe(), net, 1e-4).param_groups  # Adam without decay
+    assert len(single["params"]) == len(list(net.parameters()))
