@@ -1,7 +1,16 @@
 """Building blocks of PSLPT: SwinV2 window attention, SwinV2 blocks, Swin-CNN stages, FAF modules.
 
-Feature maps between modules are ``(B, C, H, W)``; inside a stage the transformer works on
-channels-last token grids ``(B, H, W, C)``.
+Feature maps between modules are ``(B, C, H, W)`` in channels-last memory; inside a stage the
+transformer works on the token grid ``(B, H, W, C)`` that is the same memory, so no permute copies.
+
+Speed (CPU): a SwinV2 block with a 2x2 window is dominated by memory traffic, not arithmetic.
+The blocks therefore work on "window planes": tokens gathered (one index_select, which also does
+the cyclic shift) into ``(B, P, n, C)`` with ``P = window^2`` positions of ``n`` windows, so the
+4x4 attention is a handful of elementwise products between whole planes instead of many tiny
+matrix products, and the 4-way softmax is a reduction over an outer dimension. Under no_grad the
+grid is processed in chunks of windows small enough that every intermediate (qkv, attention
+products, MLP hidden layer) stays in cache. Per-token operations (LayerNorm, linears, MLP)
+commute with the gather, so the result equals the window_partition/roll formulation.
 """
 
 from __future__ import annotations
@@ -17,6 +26,11 @@ from torch import nn
 _MAX_LOGIT_SCALE = math.log(100.0)
 # Masked logits get -100 (not -inf), as the reference; exp(-100) is 0 in float32 anyway.
 _MASK_VALUE = -100.0
+# F.normalize divides by max(norm, 1e-12); we multiply by rsqrt(max(norm^2, 1e-24)).
+_NORM_EPS_SQUARED = 1e-24
+# Tokens per chunk of the no_grad block loop: large enough that per-op overhead stays small,
+# small enough that a chunk's intermediates (about 1 KB per token) stay in the L2/L3 caches.
+CHUNK_TOKENS = 8192
 
 
 def reflect_pad(x: torch.Tensor, pad: int = 1) -> torch.Tensor:
@@ -110,6 +124,60 @@ def shifted_window_mask(
     return _shift_mask_cpu(height, width, window, shift).to(device)
 
 
+@lru_cache(maxsize=64)
+def _plane_index_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    offsets = torch.arange(window)
+    rows = (torch.arange(0, height, window)[:, None] + offsets + shift) % height
+    cols = (torch.arange(0, width, window)[:, None] + offsets + shift) % width
+    # (nWh, nWw, window_row, window_col) flat grid index, then positions first.
+    flat = rows[:, None, :, None] * width + cols[None, :, None, :]
+    return flat.permute(2, 3, 0, 1).reshape(window * window, -1).contiguous()
+
+
+def window_plane_index(
+    height: int, width: int, window: int, shift: int, device: torch.device
+) -> torch.Tensor:
+    """Flat grid index of every token of the (cyclically shifted) window layout.
+
+    Window ``k`` of ``roll(x, (-shift, -shift))`` in row-major order holds, at position ``p``
+    (row-major inside the window), the token ``x.flatten(1, 2)[:, index[p, k]]``.
+
+    Returns:
+        (window^2, nW) int64.
+    """
+    return _plane_index_cpu(height, width, window, shift).to(device)
+
+
+@lru_cache(maxsize=64)
+def _inverse_plane_index_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    flat = _plane_index_cpu(height, width, window, shift).flatten()
+    inverse = torch.empty_like(flat)
+    inverse[flat] = torch.arange(flat.numel())
+    return inverse
+
+
+@lru_cache(maxsize=64)
+def _plane_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    # (nW, query, key) -> (query, key, nW, 1): broadcasts over the heads of (B, P, P, n, heads).
+    mask = _shift_mask_cpu(height, width, window, shift)
+    return mask.permute(1, 2, 0).unsqueeze(-1).contiguous()
+
+
+def gather_planes(grid: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Tokens of the windows in ``index`` as planes.
+
+    Args:
+        grid: (B, H, W, C) token grid.
+        index: (P, n) flat grid indices, a slice of :func:`window_plane_index`.
+
+    Returns:
+        (B, P, n, C).
+    """
+    b, h, w, c = grid.shape
+    flat = grid.reshape(b, h * w, c).index_select(1, index.reshape(-1))
+    return flat.view(b, index.shape[0], index.shape[1], c)
+
+
 class WindowAttention(nn.Module):
     """SwinV2 scaled-cosine window attention with a continuous (log-spaced) position bias."""
 
@@ -141,8 +209,16 @@ class WindowAttention(nn.Module):
         bias = table[self.position_index].view(n, n, self.num_heads).permute(2, 0, 1)
         return 16.0 * torch.sigmoid(bias)
 
+    def qkv_bias(self) -> torch.Tensor:
+        """(3 * dim,): the q bias, zeros for the key, the v bias."""
+        return torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+
+    def logit_scales(self) -> torch.Tensor:
+        """(heads,): ``exp(min(logit_scale, log 100))``."""
+        return torch.clamp(self.logit_scale, max=_MAX_LOGIT_SCALE).exp().view(self.num_heads)
+
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Attend within each window.
+        """Attend within each window (the reference formulation, window-major tokens).
 
         Args:
             windows: (B * nW, N, C) tokens, N = window^2.
@@ -153,8 +229,7 @@ class WindowAttention(nn.Module):
         """
         count, n, c = windows.shape
         head_dim = c // self.num_heads
-        qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = F.linear(windows, self.qkv.weight, qkv_bias)
+        qkv = F.linear(windows, self.qkv.weight, self.qkv_bias())
         # (3, B*nW, heads, N, head_dim)
         qkv = qkv.view(count, n, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
@@ -168,6 +243,47 @@ class WindowAttention(nn.Module):
         attn = attn.softmax(dim=-1)
         out = (attn @ v).transpose(1, 2).reshape(count, n, c)
         return self.proj(out)
+
+    def forward_planes(
+        self,
+        planes: torch.Tensor,
+        qkv_bias: torch.Tensor,
+        scales: torch.Tensor,
+        bias: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Attend within each window, tokens as window planes (same result as :meth:`forward`).
+
+        Args:
+            planes: (B, P, n, C), position p of window k at ``[:, p, k]``.
+            qkv_bias: (3C,) from :meth:`qkv_bias`.
+            scales: (heads,) from :meth:`logit_scales`.
+            bias: (P, P, 1, heads), :meth:`position_bias` as [query, key, 1, head].
+            mask: (P, P, n, 1) additive mask of these windows, or None.
+
+        Returns:
+            (B, P, n, C).
+        """
+        c = planes.shape[-1]
+        heads = self.num_heads
+        qkv = F.linear(planes, self.qkv.weight, qkv_bias)
+        # Each (B, P, n, heads, head_dim).
+        q = qkv[..., :c].unflatten(-1, (heads, -1))
+        k = qkv[..., c : 2 * c].unflatten(-1, (heads, -1))
+        v = qkv[..., 2 * c :].unflatten(-1, (heads, -1))
+        # Cosine similarity: raw dot products rescaled by both inverse norms, (B, P, P, n, heads).
+        dots = (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1)
+        inv_q = (q * q).sum(-1).clamp_min(_NORM_EPS_SQUARED).rsqrt() * scales
+        inv_k = (k * k).sum(-1).clamp_min(_NORM_EPS_SQUARED).rsqrt()
+        logits = dots * inv_q.unsqueeze(2) * inv_k.unsqueeze(1) + bias
+        if mask is not None:
+            logits = logits + mask
+        # Softmax over the keys (dim 2), an outer dimension: vectorises over windows and heads.
+        logits = logits - logits.amax(2, keepdim=True)
+        weights = logits.exp()
+        weights = weights / weights.sum(2, keepdim=True)
+        out = (weights.unsqueeze(-1) * v.unsqueeze(1)).sum(2)
+        return self.proj(out.flatten(-2))
 
 
 class Mlp(nn.Module):
@@ -203,19 +319,63 @@ class SwinV2Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.norm2 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C); H and W multiples of the window."""
-        _, height, width, _ = x.shape
-        shortcut = x
+    def forward(
+        self,
+        x: torch.Tensor,
+        norm_before: nn.Module | None = None,
+        norm_after: nn.Module | None = None,
+    ) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C); H and W multiples of the window.
+
+        ``norm_before`` / ``norm_after`` are per-token modules applied to the block's input and
+        output (a stage's LayerNorms), fused into the block's gather and scatter.
+        """
+        b, height, width, c = x.shape
+        index = window_plane_index(height, width, self.window, self.shift, x.device)
         mask = None
         if self.shift:
-            x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(1, 2))
-            mask = shifted_window_mask(height, width, self.window, self.shift, x.device)
-        windows = self.attn(window_partition(x, self.window), mask)
-        x = window_merge(windows, self.window, height, width)
-        if self.shift:
-            x = torch.roll(x, shifts=(self.shift, self.shift), dims=(1, 2))
-        x = shortcut + self.norm1(x)
+            mask = _plane_mask_cpu(height, width, self.window, self.shift).to(x.device)
+        attn = self.attn
+        # Weight-only quantities, computed once per call rather than per window batch.
+        qkv_bias = attn.qkv_bias()
+        scales = attn.logit_scales()
+        bias = attn.position_bias().permute(1, 2, 0).unsqueeze(2)
+
+        def run(windows: torch.Tensor, window_mask: torch.Tensor | None) -> torch.Tensor:
+            planes = gather_planes(x, windows)
+            if norm_before is not None:
+                planes = norm_before(planes)
+            planes = self.forward_planes(planes, qkv_bias, scales, bias, window_mask)
+            if norm_after is not None:
+                planes = norm_after(planes)
+            return planes.reshape(b, -1, c)
+
+        if torch.is_grad_enabled():
+            # One piece, out-of-place: autograd records a plain gather / scatter.
+            inverse = _inverse_plane_index_cpu(height, width, self.window, self.shift)
+            out = run(index, mask).index_select(1, inverse.to(x.device))
+            return out.view(b, height, width, c)
+        per_chunk = max(1, CHUNK_TOKENS // (b * index.shape[0]))
+        out = None
+        for start in range(0, index.shape[1], per_chunk):
+            windows = index[:, start : start + per_chunk]
+            window_mask = None if mask is None else mask[:, :, start : start + per_chunk]
+            piece = run(windows, window_mask)
+            if out is None:
+                out = piece.new_empty(b, height * width, c)
+            out.index_copy_(1, windows.reshape(-1), piece)
+        return out.view(b, height, width, c)
+
+    def forward_planes(
+        self,
+        planes: torch.Tensor,
+        qkv_bias: torch.Tensor,
+        scales: torch.Tensor,
+        bias: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The block on window planes (B, P, n, C); see :meth:`WindowAttention.forward_planes`."""
+        x = planes + self.norm1(self.attn.forward_planes(planes, qkv_bias, scales, bias, mask))
         return x + self.norm2(self.mlp(x))
 
 
@@ -244,10 +404,25 @@ class SwinBlocks(nn.Module):
             for i in range(depth)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
+    def forward(
+        self,
+        x: torch.Tensor,
+        norm_before: nn.Module | None = None,
+        norm_after: nn.Module | None = None,
+    ) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C), optionally ``norm_after(blocks(norm_before(x)))``."""
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, norm_before if i == 0 else None, norm_after if i == last else None)
         return x
+
+
+def _optional(module: nn.Module) -> nn.Module | None:
+    return None if isinstance(module, nn.Identity) else module
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 class SwinConvStage(nn.Module):
@@ -275,10 +450,11 @@ class SwinConvStage(nn.Module):
         self.conv_out = nn.Conv2d(dim, dim, 3, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, H, W)."""
-        shortcut = x
+        """(B, C, H, W) -> (B, C, H, W), channels-last memory."""
+        shortcut = x = _channels_last(x)
+        # Channels-last conv output: its (B, H, W, C) permutation is contiguous, no copy.
         tokens = self.conv_in(reflect_pad(x)).permute(0, 2, 3, 1)
-        tokens = self.norm_out(self.blocks(self.norm_in(tokens)))
+        tokens = self.blocks(tokens, _optional(self.norm_in), _optional(self.norm_out))
         x = self.conv_out(reflect_pad(tokens.permute(0, 3, 1, 2)))
         return x + shortcut
 
@@ -308,8 +484,8 @@ class FrequencyAdaptiveFusion(nn.Module):
 
     def weights(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Fusion weights. a, b: (B, C, H, W) -> (B, 2, H, W); channel 0 weights ``a``."""
-        tokens = self.proj_in(reflect_pad(a - b)).permute(0, 2, 3, 1)
-        tokens = self.norm_out(self.blocks(self.norm_in(tokens)))
+        tokens = self.proj_in(reflect_pad(_channels_last(a - b))).permute(0, 2, 3, 1)
+        tokens = self.blocks(tokens, self.norm_in, self.norm_out)
         logits = self.proj_out(reflect_pad(tokens.permute(0, 3, 1, 2)))
         return logits.softmax(dim=1)
 

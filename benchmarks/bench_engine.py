@@ -1,0 +1,152 @@
+"""PSLPT engine speed: seconds per fused pair, effective GFLOP/s, ratio to a baseline revision.
+
+Prints figures, asserts nothing. Run from the repository root, for example::
+
+    .venv/bin/python benchmarks/bench_engine.py --baseline-rev 6ad3adf
+
+``--baseline-rev`` checks the given git revision out into a temporary ``git worktree``, imports
+that revision's engine under another module name and times it on the same inputs in the same run,
+so the ratio is measured under the same machine load; the worktree is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_engine_from(root: Path, alias: str) -> ModuleType:
+    """Import ``<root>/fusecli`` as the package ``alias`` (its engine imports follow the alias)."""
+    spec = importlib.util.spec_from_file_location(
+        alias, root / "fusecli" / "__init__.py", submodule_search_locations=[str(root / "fusecli")]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[alias] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module(f"{alias}.engine")
+
+
+def baseline_engine(revision: str, workdir: Path) -> ModuleType:
+    """The engine of ``revision``, checked out into a worktree under ``workdir``.
+
+    Its modules import ``fusecli.*`` by absolute name, so the baseline tree is put first on
+    ``sys.path`` only while its modules load, under the alias ``fusecli_baseline``; imports of
+    ``fusecli`` inside it are redirected by temporarily swapping ``sys.modules`` entries.
+    """
+    tree = workdir / "baseline"
+    subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(tree), revision],
+        check=True,
+        capture_output=True,
+    )
+    saved = {k: v for k, v in sys.modules.items() if k == "fusecli" or k.startswith("fusecli.")}
+    for key in saved:
+        del sys.modules[key]
+    sys.path.insert(0, str(tree))
+    try:
+        engine = importlib.import_module("fusecli.engine")
+        loaded = {
+            k: v for k, v in sys.modules.items() if k == "fusecli" or k.startswith("fusecli.")
+        }
+    finally:
+        sys.path.remove(str(tree))
+        for key in [k for k in sys.modules if k == "fusecli" or k.startswith("fusecli.")]:
+            del sys.modules[key]
+        sys.modules.update(saved)
+    for key, module in loaded.items():
+        sys.modules["fusecli_baseline" + key.removeprefix("fusecli")] = module
+    return engine
+
+
+def remove_worktree(workdir: Path) -> None:
+    subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(workdir / "baseline")],
+        check=False,
+        capture_output=True,
+    )
+
+
+def seconds(run: partial[torch.Tensor], repeats: int) -> float:
+    """Median wall time of ``repeats`` runs after one warm-up run."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def count_flops(net: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, faf_set: int) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        net.fuse(a, b, faf_set)
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--faf-set", type=int, default=1)
+    parser.add_argument("--baseline-rev", help="git revision to compare against, e.g. 6ad3adf")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    from fusecli.engine import PSLPT
+
+    torch.manual_seed(0)
+    net = PSLPT().eval()
+    baseline = None
+    workdir = Path(tempfile.mkdtemp(prefix="bench_engine_"))
+    try:
+        if args.baseline_rev:
+            engine = baseline_engine(args.baseline_rev, workdir)
+            baseline = engine.PSLPT().eval()
+            baseline.load_state_dict(net.state_dict())
+        print(f"threads={args.threads} repeats={args.repeats} faf_set={args.faf_set}")
+        for size in args.sizes:
+            a, b = torch.rand(2, 1, 1, size, size, generator=torch.Generator().manual_seed(size))
+            flops = count_flops(net, a, b, args.faf_set)
+            ours = seconds(partial(net.fuse, a, b, args.faf_set), args.repeats)
+            line = (
+                f"{size}x{size}: {ours:.3f} s/pair, {flops / 1e9:.1f} GFLOP, "
+                f"{flops / ours / 1e9:.1f} GFLOP/s"
+            )
+            if baseline is not None:
+                base = seconds(partial(baseline.fuse, a, b, args.faf_set), args.repeats)
+                diff = (
+                    (
+                        net.fuse(a, b, args.faf_set, clamp=False)
+                        - baseline.fuse(a, b, args.faf_set, clamp=False)
+                    )
+                    .abs()
+                    .max()
+                    .item()
+                )
+                line += (
+                    f" | baseline {args.baseline_rev}: {base:.3f} s/pair, "
+                    f"speed-up {base / ours:.2f}x, max abs diff {diff:.2e}"
+                )
+            print(line, flush=True)
+    finally:
+        if args.baseline_rev:
+            remove_worktree(workdir)
+
+
+if __name__ == "__main__":
+    main()
