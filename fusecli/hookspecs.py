@@ -1,0 +1,224 @@
+"""The task-plugin contract: hook markers, the registration hook and the TaskSpec a plugin declares.
+
+A task plugin is a module (or any object) with a function decorated by ``hookimpl`` named
+``fusecli_register_tasks``. fusecli finds it through the ``fusecli`` entry-point group, calls it
+once per process and builds ``fuse <task>`` from each TaskSpec it registers::
+
+    from fusecli.color import ColorPolicy
+    from fusecli.hookspecs import InputRole, TaskSpec, hookimpl
+
+    @hookimpl
+    def fusecli_register_tasks(registry):
+        registry.register(TaskSpec(name="rgbnir", help="...", roles=(...), faf_set=2,
+                                   color=ColorPolicy(mode="chroma_from", source=0)))
+
+Only this module, ``fusecli.color`` and ``fusecli.errors`` are needed to write a plugin.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+import pluggy
+
+from fusecli.color import ColorPolicy
+from fusecli.errors import PluginError
+
+PROJECT_NAME = "fusecli"
+"""pluggy project name; also the entry-point group that plugins are published under."""
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+PREPROCESSING_STEPS: dict[str, str] = {
+    "luminance": "Y of YCbCr (BT.601 full range); a grayscale input is used as it is",
+    "channel_mean": "mean of the colour channels; a grayscale input is used as it is",
+}
+"""Named preprocessing an input role can ask for, each turning (1, C, H, W) into (1, 1, H, W)."""
+
+RESERVED_NAMES = frozenset(
+    {"batch", "tasks", "plugins", "weights", "demo", "train", "eval", "help", "version"}
+)
+"""Names of fusecli's own commands, which a task cannot take."""
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_FOLDER = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class InputRole:
+    """One input of a task, as the user sees it in ``fuse <task> --help``.
+
+    Attributes:
+        name: short role name, e.g. ``"infrared"``; it names the argument in ``--help``.
+        description: one line saying what image the user gives for this role.
+        preprocessing: key of PREPROCESSING_STEPS that turns this input into the
+            network's single channel (default: luminance, Y of YCbCr).
+    """
+
+    name: str
+    description: str
+    preprocessing: str = "luminance"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything fusecli needs to run one fusion task; a plugin registers one per task.
+
+    Attributes:
+        name: command name, lower case (``fuse <name>``), e.g. ``"ivf"``.
+        help: one-line summary shown by ``fuse --help`` and ``fuse tasks``.
+        roles: the inputs in order. A task with a fixed number of inputs has one role per
+            input; a stack task (several images of the same kind) has exactly one role,
+            which every input takes.
+        faf_set: which fusion (FAF) module set of PSLPT fuses this task: 1 (multi-focus,
+            multi-exposure) or 2 (infrared/visible, medical).
+        color: how the colour of the output is made from the sources' chroma; its
+            ``source`` indexes ``roles``.
+        min_inputs: fewest inputs, at least 2.
+        max_inputs: most inputs, or None for no limit (stacks).
+        batch_names: folder names (and file-name suffixes) that ``fuse batch`` recognises
+            for this task, one tuple per naming scheme, in role order for fixed-input tasks,
+            e.g. ``(("ir", "vi"), ("infrared", "visible"))``. Compared case-insensitively.
+        default_weights: name of the weights file (without ``.safetensors``) in the
+            ``fusecli.weights`` package used when ``--weights`` is not given.
+    """
+
+    name: str
+    help: str
+    roles: tuple[InputRole, ...]
+    faf_set: int
+    color: ColorPolicy
+    min_inputs: int = 2
+    max_inputs: int | None = 2
+    batch_names: tuple[tuple[str, ...], ...] = ()
+    default_weights: str = "pslpt-general"
+
+    def __post_init__(self) -> None:
+        problems = list(_spec_problems(self))
+        if problems:
+            raise PluginError(f"task {self.name!r} is invalid: {'; '.join(problems)}")
+
+    @property
+    def is_stack(self) -> bool:
+        """True when the task takes a variable number of inputs of one role."""
+        return self.max_inputs != self.min_inputs
+
+    def role_of(self, index: int) -> InputRole:
+        """Return the role of the ``index``-th input (every input of a stack has the same role)."""
+        return self.roles[0] if self.is_stack else self.roles[index]
+
+    def inputs_text(self) -> str:
+        """Describe how many inputs the task takes, e.g. ``"2"`` or ``"2 or more"``."""
+        if not self.is_stack:
+            return str(self.min_inputs)
+        if self.max_inputs is None:
+            return f"{self.min_inputs} or more"
+        return f"{self.min_inputs} to {self.max_inputs}"
+
+
+def _spec_problems(spec: TaskSpec) -> list[str]:
+    """List everything wrong with a TaskSpec (empty when it is usable)."""
+    problems: list[str] = []
+    if not isinstance(spec.name, str) or not _NAME.match(spec.name):
+        problems.append("name must be 1-32 lower-case letters, digits, '-' or '_'")
+    elif spec.name in RESERVED_NAMES:
+        problems.append(f"name {spec.name!r} is one of fusecli's own commands")
+    if not isinstance(spec.help, str) or not spec.help.strip() or "\n" in spec.help:
+        problems.append("help must be one non-empty line")
+    problems += _count_problems(spec)
+    problems += _role_problems(spec)
+    if spec.faf_set not in (1, 2) or isinstance(spec.faf_set, bool):
+        problems.append(f"faf_set must be 1 or 2, not {spec.faf_set!r}")
+    if not isinstance(spec.color, ColorPolicy):
+        problems.append("color must be a fusecli.color.ColorPolicy")
+    elif spec.color.mode == "chroma_from" and not (
+        isinstance(spec.roles, tuple) and 0 <= spec.color.source < len(spec.roles)
+    ):
+        problems.append(f"color takes chroma from input {spec.color.source}, which has no role")
+    problems += _batch_problems(spec)
+    if not isinstance(spec.default_weights, str) or not _NAME.match(spec.default_weights):
+        problems.append("default_weights must name a weights file, e.g. 'pslpt-general'")
+    return problems
+
+
+def _count_problems(spec: TaskSpec) -> list[str]:
+    if not isinstance(spec.min_inputs, int) or spec.min_inputs < 2:
+        return ["min_inputs must be an integer of at least 2"]
+    if spec.max_inputs is not None and (
+        not isinstance(spec.max_inputs, int) or spec.max_inputs < spec.min_inputs
+    ):
+        return ["max_inputs must be None or an integer of at least min_inputs"]
+    return []
+
+
+def _role_problems(spec: TaskSpec) -> list[str]:
+    roles = spec.roles
+    if not isinstance(roles, tuple) or not roles:
+        return ["roles must be a non-empty tuple of InputRole"]
+    if not all(isinstance(role, InputRole) for role in roles):
+        return ["every role must be an InputRole"]
+    problems = []
+    stack = spec.max_inputs != spec.min_inputs
+    if stack and len(roles) != 1:
+        problems.append("a task with a variable number of inputs has exactly one role")
+    if not stack and len(roles) != spec.min_inputs:
+        problems.append(f"{spec.min_inputs} inputs need {spec.min_inputs} roles, not {len(roles)}")
+    names = [role.name for role in roles]
+    if len(set(names)) != len(names):
+        problems.append("role names must differ")
+    for role in roles:
+        if not isinstance(role.name, str) or not re.match(r"^[a-z][a-z0-9 _/-]*$", role.name):
+            problems.append(f"role name {role.name!r} must be lower-case words")
+        if not isinstance(role.description, str) or not role.description.strip():
+            problems.append(f"role {role.name!r} needs a one-line description")
+        if role.preprocessing not in PREPROCESSING_STEPS:
+            known = ", ".join(PREPROCESSING_STEPS)
+            problems.append(f"role {role.name!r}: unknown preprocessing (known: {known})")
+    return problems
+
+
+def _batch_problems(spec: TaskSpec) -> list[str]:
+    if not isinstance(spec.batch_names, tuple):
+        return ["batch_names must be a tuple of tuples of folder names"]
+    problems = []
+    for names in spec.batch_names:
+        if not isinstance(names, tuple) or not all(
+            isinstance(n, str) and _FOLDER.match(n) for n in names
+        ):
+            problems.append(f"batch_names entry {names!r} must be a tuple of lower-case names")
+            continue
+        if len(set(names)) != len(names):
+            problems.append(f"batch_names entry {names!r} repeats a name")
+        too_many = spec.max_inputs is not None and len(names) > spec.max_inputs
+        if len(names) < spec.min_inputs or too_many:
+            problems.append(f"batch_names entry {names!r} has the wrong number of names")
+    return problems
+
+
+class TaskRegistrar(Protocol):
+    """What ``fusecli_register_tasks`` receives: something to register tasks on."""
+
+    def register(self, spec: TaskSpec) -> None:
+        """Add one task; raises PluginError if another plugin already took its name."""
+
+
+@hookspec
+def fusecli_register_tasks(registry: TaskRegistrar) -> None:
+    """Register the fusion tasks that this plugin provides.
+
+    When it runs: once per process, the first time fusecli needs the list of tasks (when the
+    ``fuse`` command line is built, or when ``fusecli.plugins.load_catalog()`` is called),
+    after every plugin of the ``fusecli`` entry-point group has been imported. Each plugin's
+    implementation is called on its own, so a plugin that raises only loses its own tasks.
+
+    Args:
+        registry: call ``registry.register(TaskSpec(...))`` once per task. A plugin whose
+            implementation raises (an invalid TaskSpec raises PluginError when it is built)
+            registers none of its tasks; fusecli prints one warning naming it.
+
+    Returns:
+        Nothing: tasks are added through ``registry``.
+    """
