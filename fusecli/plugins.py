@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -32,6 +33,7 @@ from fusecli.color import luminance, restore_color
 from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
 from fusecli.errors import FuseError, PluginError, WeightsError
 from fusecli.hookspecs import TaskSpec
+from fusecli.io import check_writable, output_bit_depth, read_image, same_file, write_image
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 DISABLE_AUTOLOAD_ENV = "FUSECLI_DISABLE_PLUGIN_AUTOLOAD"
@@ -338,6 +340,7 @@ def fuse_sources(
     sources: Sequence[torch.Tensor],
     *,
     tile_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Fuse registered sources with a task's preprocessing, FAF set and colour policy.
 
@@ -346,12 +349,105 @@ def fuse_sources(
         spec: the task.
         sources: (1, C, H, W) float tensors in [0, 1] of one size, C in {1, 3}, in role order.
         tile_size: tile side for tiled inference; None picks one that fits in memory.
+        progress: called as ``progress(done_tiles, total_tiles)``.
 
     Returns:
         (1, C_out, H, W) float in [0, 1] on the CPU; C_out is 1 when every source is grayscale.
     """
     check_input_count(spec, len(sources))
     luma = network_inputs(spec, sources)
-    fused_y = fuse_tiled(net, luma, spec.faf_set, tile_size=tile_size)
+    with torch.inference_mode():
+        fused_y = fuse_tiled(net, luma, spec.faf_set, tile_size=tile_size, progress=progress)
     fused = restore_color(fused_y, list(sources), spec.color)
     return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
+
+
+@dataclass(frozen=True)
+class FusedFile:
+    """What :func:`fuse_files` wrote.
+
+    Attributes:
+        output: the file written.
+        sources: the source files, in role order.
+        width, height: size of the output (the first source's size).
+        channels: 1 (grey) or 3 (colour).
+        bit_depth: bits per channel stored (JPEG and BMP hold 8 whatever the sources).
+        seconds: wall time of reading, fusing and writing.
+    """
+
+    output: Path
+    sources: tuple[Path, ...]
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    seconds: float
+
+
+def check_output(sources: Sequence[Path], output: Path, *, overwrite: bool) -> None:
+    """Fail before any work if ``output`` is one of the sources or cannot be written.
+
+    Raises:
+        FuseError: the output names a source, or ImageWriteError from ``check_writable``.
+    """
+    for source in sources:
+        if same_file(source, output):
+            raise FuseError(
+                f"the output {output} is also the input {source}; choose another output name"
+            )
+    check_writable(output, overwrite=overwrite)
+
+
+def fuse_files(
+    net: PSLPT,
+    spec: TaskSpec,
+    sources: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    resize: bool = False,
+    tile_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> FusedFile:
+    """Read source files, fuse them with a task and write the result atomically.
+
+    The output has the first source's size, the deepest source's bit depth (as far as its
+    format holds it) and the colour the task's policy gives; alpha is not carried over, the
+    output is opaque. Nothing is written unless fusion succeeded.
+
+    Args:
+        net: the network, on its device, in eval mode.
+        spec: the task.
+        sources: image files in role order.
+        output: destination file; its extension picks the format.
+        overwrite: replace an existing output.
+        resize: resample sources to the first one's size instead of refusing.
+        tile_size: tile side for tiled inference; None picks one that fits in memory.
+        progress: called as ``progress(done_tiles, total_tiles)``.
+
+    Raises:
+        FuseError: wrong number of sources, unreadable source, output equal to a source or
+            not writable, sizes differ without ``resize``.
+    """
+    start = time.perf_counter()
+    paths = tuple(Path(p) for p in sources)
+    output = Path(output)
+    check_input_count(spec, len(paths))
+    check_output(paths, output, overwrite=overwrite)
+    images = [read_image(path) for path in paths]
+    pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=resize)
+    fused = fuse_sources(net, spec, pixels, tile_size=tile_size, progress=progress)
+    depth = output_bit_depth(images)
+    write_image(output, fused, bit_depth=depth, overwrite=overwrite)
+    stored = depth if output.suffix.lower() in (".png", ".tif", ".tiff") else 8
+    if output.suffix.lower() == ".png":
+        stored = min(stored, 16)
+    return FusedFile(
+        output=output,
+        sources=paths,
+        width=int(fused.shape[-1]),
+        height=int(fused.shape[-2]),
+        channels=int(fused.shape[1]),
+        bit_depth=stored,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,203 @@
+"""`fuse <task>`: one command per registered task, built from its TaskSpec."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fusecli.engine import PSLPT, select_device
+from fusecli.hookspecs import TaskSpec
+from fusecli.plugins import (
+    FusedFile,
+    check_input_count,
+    check_output,
+    fuse_files,
+    get_catalog,
+    load_network,
+    resolve_weights,
+)
+
+
+def device_of(ctx: typer.Context, override: str | None) -> torch.device:
+    """The device a command runs on: its own ``--device``, else the root one, else auto."""
+    spec = override or getattr(ctx.obj, "device", None) or "auto"
+    return select_device(spec)
+
+
+def open_network(spec: TaskSpec, weights: Path | None, device: torch.device) -> tuple[PSLPT, Path]:
+    """Load the weights a task runs with (``--weights`` or its shipped default) onto ``device``.
+
+    Raises:
+        WeightsError: no weights given and none shipped, or the file is unusable.
+    """
+    path = resolve_weights(spec, weights)
+    return load_network(path, device), path
+
+
+def describe_task(spec: TaskSpec) -> str:
+    """The ``--help`` text of ``fuse <task>``: summary, roles in order, colour and FAF set."""
+    roles = [role.name for role in spec.roles]
+    if spec.is_stack:
+        role = spec.roles[0]
+        inputs = [
+            f"SOURCES: {spec.inputs_text()} images, each one {role.name}: {role.description}."
+        ]
+    else:
+        inputs = [
+            f"SOURCE {i + 1} ({role.name}): {role.description}."
+            for i, role in enumerate(spec.roles)
+        ]
+    return "\n\n".join(
+        [
+            spec.help,
+            *inputs,
+            f"Output: the first source's size and the deepest source's bit depth; colour: "
+            f"{spec.color.describe(roles)} (grey sources give a grey result); alpha is dropped. "
+            f"FAF set {spec.faf_set}.",
+        ]
+    )
+
+
+def _metavar(spec: TaskSpec) -> str:
+    if spec.is_stack:
+        name = spec.roles[0].name.upper().replace(" ", "_")
+        return f"{name}..."
+    return " ".join(role.name.upper().replace(" ", "_") for role in spec.roles)
+
+
+def tile_progress(console: Console) -> tuple[Progress | None, Callable[[int, int], None] | None]:
+    """A transient tile progress bar on a terminal; (None, None) when output is not a terminal."""
+    if not console.is_terminal:
+        return None, None
+    progress = Progress(
+        TextColumn("fusing tiles"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    task_id = progress.add_task("tiles", total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task_id, completed=done, total=total)
+
+    return progress, update
+
+
+def result_record(
+    spec: TaskSpec, result: FusedFile, weights: Path, device: torch.device
+) -> dict[str, object]:
+    """The ``--json`` record of one fused file."""
+    return {
+        "task": spec.name,
+        "sources": [str(p) for p in result.sources],
+        "output": str(result.output),
+        "width": result.width,
+        "height": result.height,
+        "channels": result.channels,
+        "bit_depth": result.bit_depth,
+        "weights": str(weights),
+        "device": str(device),
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def _make_command(spec: TaskSpec) -> Callable[..., None]:
+    def command(
+        ctx: typer.Context,
+        sources: list[Path] = typer.Argument(
+            ...,
+            metavar=_metavar(spec),
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help=f"{spec.inputs_text()} registered source images (PNG, JPEG, BMP, TIFF), "
+            "in the order above.",
+            show_default=False,
+        ),
+        output: Path = typer.Option(
+            ...,
+            "-o",
+            "--output",
+            help="Output image; its extension picks the format (.png, .jpg, .bmp, .tif).",
+            show_default=False,
+        ),
+        weights: Path | None = typer.Option(
+            None,
+            "--weights",
+            exists=True,
+            dir_okay=False,
+            help=f"PSLPT weights (.safetensors); default: the shipped {spec.default_weights}.",
+            show_default=False,
+        ),
+        device: str | None = typer.Option(
+            None, "--device", help="auto, cpu, cuda, cuda:N or mps; default: the root --device."
+        ),
+        tile: int | None = typer.Option(
+            None,
+            "--tile",
+            min=16,
+            help="Tile side in pixels for large images (>= 16, rounded to 16); "
+            "default: the largest that fits in memory.",
+            show_default=False,
+        ),
+        resize: bool = typer.Option(
+            False, "--resize", help="Resize sources to the first one's size instead of refusing."
+        ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON record on stdout."),
+    ) -> None:
+        task = get_catalog().get(spec.name)  # raises if two packages registered this name
+        # Fail on a bad output before the (slow) weights load.
+        check_input_count(task.spec, len(sources))
+        check_output(sources, output, overwrite=overwrite)
+        target = device_of(ctx, device)
+        net, weights_path = open_network(task.spec, weights, target)
+        progress, update = tile_progress(Console(stderr=True))
+        if progress is None:
+            result = fuse_files(
+                net, task.spec, sources, output, overwrite=overwrite, resize=resize, tile_size=tile
+            )
+        else:
+            with progress:
+                result = fuse_files(
+                    net,
+                    task.spec,
+                    sources,
+                    output,
+                    overwrite=overwrite,
+                    resize=resize,
+                    tile_size=tile,
+                    progress=update,
+                )
+        if json_out:
+            typer.echo(json.dumps(result_record(task.spec, result, weights_path, target)))
+        else:
+            colour = "colour" if result.channels == 3 else "grey"
+            typer.echo(
+                f"wrote {result.output} ({result.width}x{result.height}, {colour}, "
+                f"{result.bit_depth}-bit) in {result.seconds:.1f} s"
+            )
+
+    command.__doc__ = describe_task(spec)
+    return command
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``fuse <task>`` for every task in the catalog; print one warning per broken plugin."""
+    catalog = get_catalog()
+    for warning in catalog.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for name in sorted(catalog.tasks):
+        spec = catalog.tasks[name].spec
+        app.command(name=name, help=describe_task(spec), rich_help_panel="Fusion tasks")(
+            _make_command(spec)
+        )
