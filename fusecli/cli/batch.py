@@ -1,0 +1,517 @@
+"""`fuse batch`: fuse every pair or stack found in a folder tree, resumably and in shards.
+
+Layouts recognised anywhere below FOLDER (task names come from each TaskSpec's batch_names):
+
+* sibling subfolders holding same-named files, e.g. ``ir/x.jpg`` + ``vi/x.jpg`` (ivf) or
+  ``under/`` + ``over/`` (mef); the task follows from the folder names, or ``--task``;
+* flat suffix pairs in one folder, e.g. ``x_ir.png`` + ``x_vis.png`` or ``x_A.jpg`` + ``x_B.jpg``;
+* scene folders of 2 or more images each (a stack per folder), for ``--task`` or when a folder
+  above is named after the task (``.../mef/sequences/chair/``).
+
+Outputs mirror the input tree under OUTDIR. Existing outputs are skipped unless --overwrite, so
+a rerun resumes; every write is atomic, so an interrupt never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from fusecli.cli.fuse import device_of
+from fusecli.engine import PSLPT
+from fusecli.errors import FuseError
+from fusecli.hookspecs import TaskSpec
+from fusecli.io import SUPPORTED_EXTENSIONS
+from fusecli.plugins import TaskCatalog, fuse_files, get_catalog, load_network, resolve_weights
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fusion to do: a task, its sources in role order and the output file."""
+
+    task: str
+    sources: tuple[Path, ...]
+    output: Path
+
+
+@dataclass
+class Plan:
+    """Everything found below a folder: jobs to run and files or folders that cannot be used."""
+
+    jobs: list[Job] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def natural_key(path: Path) -> list[object]:
+    """Sort key that puts ``img2`` before ``img10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in _DIGITS.split(path.name)]
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file()
+            and not p.name.startswith(".")
+            and p.suffix.lower() in SUPPORTED_EXTENSIONS
+        ),
+        key=natural_key,
+    )
+
+
+def _subfolders(folder: Path, skip: Path) -> list[Path]:
+    return sorted(
+        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p != skip),
+        key=natural_key,
+    )
+
+
+def _schemes(catalog: TaskCatalog, task: str | None) -> list[tuple[str, tuple[str, ...]]]:
+    """(task, names) for every naming scheme, longest first so under/mid/over beats under/over."""
+    names = [task] if task else sorted(catalog.tasks)
+    schemes = [(name, scheme) for name in names for scheme in catalog.tasks[name].spec.batch_names]
+    return sorted(schemes, key=lambda item: -len(item[1]))
+
+
+def _match_scheme(
+    present: Sequence[str], schemes: list[tuple[str, tuple[str, ...]]]
+) -> tuple[list[str], tuple[str, ...]] | None:
+    """Tasks whose scheme names are all in ``present`` (lower case), for the longest scheme."""
+    lowered = {name.lower() for name in present}
+    matches = [(task, scheme) for task, scheme in schemes if set(scheme) <= lowered]
+    if not matches:
+        return None
+    longest = len(matches[0][1])
+    best = [(t, s) for t, s in matches if len(s) == longest]
+    scheme = best[0][1]
+    return sorted({t for t, s in best if s == scheme}), scheme
+
+
+def _task_from_ancestors(folder: Path, root: Path, catalog: TaskCatalog) -> str | None:
+    """A task named by the folder or one of its ancestors (a folder named ``mef`` or ``mff``)."""
+    for part in reversed(folder.resolve().parts):
+        if part.lower() in catalog.tasks:
+            return part.lower()
+    return None
+
+
+def _out(outdir: Path, relative: Path, stem: str, ext: str) -> Path:
+    return outdir / relative / f"{stem}{ext}"
+
+
+def _sibling_jobs(
+    folder: Path, root: Path, outdir: Path, task: str, scheme: tuple[str, ...], ext: str
+) -> Plan:
+    by_name = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
+    columns = [{p.stem: p for p in _images(by_name[name])} for name in scheme]
+    plan = Plan()
+    stems = sorted(set().union(*columns), key=lambda s: natural_key(Path(s)))
+    relative = folder.relative_to(root)
+    for stem in stems:
+        missing = [by_name[n].name for n, col in zip(scheme, columns) if stem not in col]
+        if missing:
+            plan.problems.append(
+                f"{relative / stem}: no image named {stem!r} in {', '.join(missing)}/; skipped"
+            )
+            continue
+        sources = tuple(col[stem] for col in columns)
+        plan.jobs.append(Job(task, sources, _out(outdir, relative, stem, ext)))
+    return plan
+
+
+def _suffix_jobs(
+    folder: Path, root: Path, outdir: Path, schemes: list[tuple[str, tuple[str, ...]]], ext: str
+) -> tuple[Plan, list[Path]]:
+    """Group ``<prefix>_<suffix>`` files into pairs; returns the plan and the files left over."""
+    suffixes = {name for _, scheme in schemes for name in scheme}
+    groups: dict[str, dict[str, Path]] = {}
+    loose: list[Path] = []
+    for image in _images(folder):
+        prefix, sep, suffix = image.stem.rpartition("_")
+        if sep and prefix and suffix.lower() in suffixes:
+            groups.setdefault(prefix, {})[suffix.lower()] = image
+        else:
+            loose.append(image)
+    plan = Plan()
+    relative = folder.relative_to(root)
+    for prefix in sorted(groups, key=lambda s: natural_key(Path(s))):
+        members = groups[prefix]
+        found = _match_scheme(list(members), schemes)
+        if found is None:
+            names = ", ".join(p.name for p in members.values())
+            plan.problems.append(f"{relative / prefix}: {names} make no known pair; skipped")
+            continue
+        tasks, scheme = found
+        if len(tasks) > 1:
+            plan.problems.append(
+                f"{relative / prefix}: suffixes {'/'.join(scheme)} fit tasks "
+                f"{', '.join(tasks)}; pass --task"
+            )
+            continue
+        sources = tuple(members[name] for name in scheme)
+        plan.jobs.append(Job(tasks[0], sources, _out(outdir, relative, prefix, ext)))
+        extra = sorted(set(members) - set(scheme))
+        plan.problems += [f"{members[name]}: not part of a pair; skipped" for name in extra]
+    return plan, loose
+
+
+def plan_batch(
+    root: Path, outdir: Path, catalog: TaskCatalog, *, task: str | None = None, ext: str = ".png"
+) -> Plan:
+    """Find every job below ``root`` (see the module docstring for the layouts).
+
+    Args:
+        root: the input folder.
+        outdir: where outputs go; never searched for inputs, even when inside ``root``.
+        catalog: the registered tasks.
+        task: restrict to this task (and use it for scene folders).
+        ext: output extension, with the dot.
+
+    Returns:
+        Jobs in a deterministic order (sorted by output path) and one line per unusable file.
+
+    Raises:
+        FuseError: two jobs would write the same output.
+    """
+    schemes = _schemes(catalog, task)
+    plan = Plan()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        subfolders = _subfolders(folder, outdir)
+        found = _match_scheme([p.name for p in subfolders], schemes)
+        if found is not None:
+            tasks, scheme = found
+            if len(tasks) > 1:
+                plan.problems.append(
+                    f"{folder.relative_to(root) / '/'.join(scheme)}: folder names fit tasks "
+                    f"{', '.join(tasks)}; pass --task"
+                )
+            else:
+                sub = _sibling_jobs(folder, root, outdir, tasks[0], scheme, ext)
+                plan.jobs += sub.jobs
+                plan.problems += sub.problems
+            subfolders = [p for p in subfolders if p.name.lower() not in scheme]
+        pending.extend(reversed(subfolders))
+        sub, loose = _suffix_jobs(folder, root, outdir, schemes, ext)
+        plan.jobs += sub.jobs
+        plan.problems += sub.problems
+        if loose:
+            _scene(folder, root, outdir, catalog, task, loose, ext, plan, paired=bool(sub.jobs))
+    plan.jobs.sort(key=lambda job: str(job.output))
+    _check_unique(plan.jobs)
+    return plan
+
+
+def _scene(
+    folder: Path,
+    root: Path,
+    outdir: Path,
+    catalog: TaskCatalog,
+    task: str | None,
+    images: list[Path],
+    ext: str,
+    plan: Plan,
+    *,
+    paired: bool,
+) -> None:
+    """Treat the images of a folder that are in no pair as one stack, if that makes sense."""
+    relative = folder.relative_to(root)
+    if paired or len(images) < 2:
+        plan.problems += [
+            f"{relative / p.name}: not part of a pair or stack; skipped" for p in images
+        ]
+        return
+    name = task or _task_from_ancestors(folder, root, catalog)
+    if name is None:
+        plan.problems.append(
+            f"{relative}/: {len(images)} images in no recognised layout; pass --task to fuse "
+            "them as one stack"
+        )
+        return
+    spec = catalog.tasks[name].spec
+    if len(images) < spec.min_inputs or (spec.max_inputs and len(images) > spec.max_inputs):
+        plan.problems.append(
+            f"{relative}/: {len(images)} images, but task {name!r} takes "
+            f"{spec.inputs_text()}; skipped"
+        )
+        return
+    stem = folder.name if folder != root else root.name
+    plan.jobs.append(Job(name, tuple(images), _out(outdir, relative.parent, stem, ext)))
+
+
+def _check_unique(jobs: Sequence[Job]) -> None:
+    seen: dict[Path, Job] = {}
+    for job in jobs:
+        if job.output in seen:
+            first = seen[job.output]
+            raise FuseError(
+                f"{first.sources[0]} and {job.sources[0]} would both be fused into {job.output}; "
+                "rename one of them"
+            )
+        seen[job.output] = job
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``(rank, world_size)`` from ``--shard I/N`` (I counts from 0), else torchrun's RANK and
+    WORLD_SIZE, else ``(0, 1)``.
+
+    Raises:
+        FuseError: malformed value.
+    """
+    if text is None:
+        rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+        source = "RANK/WORLD_SIZE"
+    else:
+        rank, _, world = text.partition("/")
+        source = f"--shard {text}"
+    try:
+        index, count = int(rank), int(world)
+    except ValueError:
+        raise FuseError(f"{source} is not I/N with whole numbers, e.g. --shard 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise FuseError(f"{source}: I must be 0 to N-1 and N at least 1, e.g. --shard 0/4")
+    return index, count
+
+
+def shard(jobs: Sequence[Job], rank: int, world: int) -> list[Job]:
+    """This rank's slice: every ``world``-th job starting at ``rank`` (jobs are sorted)."""
+    return list(jobs[rank::world])
+
+
+@dataclass
+class Summary:
+    """Outcome of a batch run, as ``--json`` prints it."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict[str, object]] = field(default_factory=list)
+    rank: int = 0
+    world_size: int = 1
+    interrupted: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "done": len(self.done),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "interrupted": self.interrupted,
+            "outputs": self.done,
+            "skipped_outputs": self.skipped,
+            "failures": self.failed,
+        }
+
+
+def _dry_run(jobs: Sequence[Job], problems: list[str], overwrite: bool, json_out: bool) -> None:
+    rows = [
+        {
+            "task": job.task,
+            "sources": [str(p) for p in job.sources],
+            "output": str(job.output),
+            "action": "skip (exists)" if job.output.exists() and not overwrite else "fuse",
+        }
+        for job in jobs
+    ]
+    if json_out:
+        typer.echo(json.dumps({"jobs": rows, "problems": problems}, indent=2))
+        return
+    for row in rows:
+        sources = " + ".join(f"{Path(p).parent.name}/{Path(p).name}" for p in row["sources"])  # type: ignore[union-attr]
+        typer.echo(f"{row['action']:<13} {row['task']:<6} {sources} -> {row['output']}")
+    for problem in problems:
+        typer.echo(f"problem: {problem}", err=True)
+    todo = sum(row["action"] == "fuse" for row in rows)
+    typer.echo(f"{len(rows)} jobs ({todo} to fuse), {len(problems)} problems")
+
+
+def batch(
+    ctx: typer.Context,
+    folder: Path = typer.Argument(
+        ...,
+        exists=True,
+        file_okay=False,
+        help="Folder to search (sibling subfolders, flat x_ir/x_vis pairs, scene folders).",
+        show_default=False,
+    ),
+    outdir: Path = typer.Option(
+        ...,
+        "-o",
+        "--output",
+        file_okay=False,
+        help="Output folder (created); outputs mirror the input tree.",
+        show_default=False,
+    ),
+    task: str | None = typer.Option(
+        None, "--task", help="Fuse only this task (needed for scene folders without a task name)."
+    ),
+    ext: str = typer.Option(
+        "png", "--ext", help="Output format: png (default, keeps 16-bit), tif, jpg or bmp."
+    ),
+    weights: Path | None = typer.Option(
+        None,
+        "--weights",
+        exists=True,
+        dir_okay=False,
+        help="PSLPT weights (.safetensors); default: each task's shipped weights.",
+        show_default=False,
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="auto, cpu, cuda, cuda:N or mps; default: the root --device."
+    ),
+    tile: int | None = typer.Option(
+        None, "--tile", min=16, help="Tile side in pixels (>= 16); default: fits in memory."
+    ),
+    resize: bool = typer.Option(
+        False, "--resize", help="Resize sources to the first one's size instead of failing."
+    ),
+    shard_text: str | None = typer.Option(
+        None,
+        "--shard",
+        metavar="I/N",
+        help="Fuse only slice I of N (I from 0); default: torchrun's RANK/WORLD_SIZE, else all.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List the work and problems; fuse nothing."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Fuse every pair or stack in a folder tree; rerun to resume. Exit 1 if any failed."""
+    catalog = get_catalog()
+    if task is not None:
+        catalog.get(task)
+    suffix = "." + ext.lower().lstrip(".")
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise FuseError(f"--ext {ext} is not an image format; use png, tif, jpg or bmp")
+    rank, world = parse_shard(shard_text)
+    plan = plan_batch(folder, outdir, catalog, task=task, ext=suffix)
+    if not plan.jobs and not plan.problems:
+        raise FuseError(
+            f"{folder} holds no pairs or stacks; see `fuse batch --help` for the layouts"
+        )
+    jobs = shard(plan.jobs, rank, world)
+    # Problems are reported by rank 0 only, so a sharded run lists each once.
+    problems = plan.problems if rank == 0 else []
+    if dry_run:
+        _dry_run(jobs, problems, overwrite, json_out)
+        return
+    summary = _run(ctx, jobs, catalog, weights, device, tile, resize, overwrite, rank, world)
+    summary.failed = [{"sources": [], "reason": p} for p in problems] + summary.failed
+    _report(summary, json_out)
+    if summary.interrupted:
+        raise typer.Exit(130)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _run(
+    ctx: typer.Context,
+    jobs: Sequence[Job],
+    catalog: TaskCatalog,
+    weights: Path | None,
+    device: str | None,
+    tile: int | None,
+    resize: bool,
+    overwrite: bool,
+    rank: int,
+    world: int,
+) -> Summary:
+    summary = Summary(rank=rank, world_size=world)
+    todo = [job for job in jobs if overwrite or not job.output.exists()]
+    summary.skipped = [str(job.output) for job in jobs if job not in todo]
+    if not todo:
+        return summary
+    target = device_of(ctx, device or _local_device())
+    networks: dict[Path, PSLPT] = {}
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]fusing[/bold]" + (f" (rank {rank}/{world})" if world > 1 else "")),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        bar = progress.add_task("batch", total=len(todo))
+        try:
+            for job in todo:
+                try:
+                    spec = catalog.get(job.task).spec
+                    net = _network(spec, weights, target, networks)
+                    job.output.parent.mkdir(parents=True, exist_ok=True)
+                    fuse_files(
+                        net, spec, job.sources, job.output,
+                        overwrite=overwrite, resize=resize, tile_size=tile,
+                    )  # fmt: skip
+                    summary.done.append(str(job.output))
+                except FuseError as exc:
+                    summary.failed.append(
+                        {"sources": [str(p) for p in job.sources], "reason": str(exc)}
+                    )
+                    progress.console.print(f"[red]failed[/red] {job.output.name}: {exc}")
+                progress.advance(bar)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+    return summary
+
+
+def _network(
+    spec: TaskSpec, weights: Path | None, device: torch.device, cache: dict[Path, PSLPT]
+) -> PSLPT:
+    """Load each weights file once per run (tasks usually share one)."""
+    path = resolve_weights(spec, weights)
+    if path not in cache:
+        cache[path] = load_network(path, device)
+    return cache[path]
+
+
+def _local_device() -> str | None:
+    """Under torchrun with CUDA, each process takes the GPU of its LOCAL_RANK."""
+    local = os.environ.get("LOCAL_RANK")
+    if local is None:
+        return None
+    return f"cuda:{int(local)}" if torch.cuda.is_available() else None
+
+
+def _report(summary: Summary, json_out: bool) -> None:
+    if json_out:
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        for failure in summary.failed:
+            sources = " + ".join(Path(str(p)).name for p in failure["sources"])  # type: ignore[attr-defined]
+            print(
+                f"failed: {sources + ': ' if sources else ''}{failure['reason']}", file=sys.stderr
+            )
+        typer.echo(
+            f"{len(summary.done)} fused, {len(summary.skipped)} skipped (exist), "
+            f"{len(summary.failed)} failed"
+            + (" - interrupted, rerun to resume" if summary.interrupted else "")
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``fuse batch``."""
+    app.command(name="batch")(batch)
