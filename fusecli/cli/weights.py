@@ -96,7 +96,8 @@ def load_authors_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():
+        # Code in a pickle needs a GLOBAL (a callable to import); anything else is damage.
+        if "global" not in str(exc).lower():
             raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({exc})") from None
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f" (it references {found.group(1)})" if found else ""
