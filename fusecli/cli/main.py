@@ -13,7 +13,7 @@ from fusecli import __version__
 from fusecli.errors import FuseError
 
 # Each module exposes `register(app: typer.Typer) -> None`; order is the order in `--help`.
-COMMAND_MODULES: tuple[str, ...] = ("fuse", "batch", "tasks", "weights", "eval", "train")
+COMMAND_MODULES: tuple[str, ...] = ("fuse", "batch", "tasks", "weights", "demo", "eval", "train")
 
 
 @dataclass

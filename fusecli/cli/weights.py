@@ -38,6 +38,19 @@ def shipped_weights() -> list[Path]:
     return sorted(folder.glob("*.safetensors"))
 
 
+def recipe_summary(recipe: object) -> str:
+    """One line from a resolved training recipe: each enabled stage's length and rate, seed."""
+    if not isinstance(recipe, dict):
+        return "(unreadable)"
+    parts = []
+    for name in ("stage1", "stage2"):
+        stage = recipe.get(name)
+        if isinstance(stage, dict) and stage.get("enabled", True):
+            parts.append(f"{name} {stage.get('length')} {stage.get('unit')} lr {stage.get('lr')}")
+    parts.append(f"seed {recipe.get('seed')}")
+    return ", ".join(parts)
+
+
 def describe_weights(path: Path) -> dict[str, object]:
     """Name, size, checksums, architecture and training summary of one weights file.
 
@@ -49,8 +62,7 @@ def describe_weights(path: Path) -> dict[str, object]:
     recipe = metadata.get("recipe")
     if recipe:
         try:
-            resolved = json.loads(recipe)
-            summary["recipe"] = resolved.get("name", "") if isinstance(resolved, dict) else ""
+            summary["recipe"] = recipe_summary(json.loads(recipe))
         except json.JSONDecodeError:
             summary["recipe"] = "(unreadable)"
     return {
