@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,78 @@ def test_two_cpu_ranks_split_the_folder(tmp_path: Path, weights: Path) -> None:
     assert [s["done"] for s in summaries] == [3, 2]
     assert not set(summaries[0]["outputs"]) & set(summaries[1]["outputs"])
     assert sorted(p.name for p in out.iterdir()) == [f"f{i}.png" for i in range(5)]
+
+
+def test_an_interrupt_leaves_only_complete_outputs_and_a_rerun_resumes(
+    tmp_path: Path, weights: Path
+) -> None:
+    root = tmp_path / "in"
+    for i in range(40):
+        _image(root / "a" / f"f{i:02d}.png", seed=i)
+        _image(root / "b" / f"f{i:02d}.png", seed=100 + i)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    code = "from fusecli.cli.main import main; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "batch", str(root), "-o", str(out), "--weights", str(weights)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the batch finished before the interrupt arrived")
+    assert proc.returncode == 130, stderr
+    assert "interrupted, rerun to resume" in stdout
+    written = sorted(out.iterdir())
+    assert all(not p.name.startswith(".") for p in written), "a temporary file was left behind"
+    for path in written:
+        assert read_image(path).pixels.shape == (1, 1, 32, 48)
+    dry = _run("batch", str(root), "-o", str(out), "--dry-run")
+    assert dry.stdout.count("skip (exists)") == len(written)
+    assert f"40 jobs ({40 - len(written)} to fuse)" in dry.stdout
+
+
+@pytest.mark.data
+def test_the_shared_data_tree_is_planned_per_task(data_dir: Path, tmp_path: Path) -> None:
+    catalog = load_catalog(autoload=False)
+    medical = plan_batch(data_dir / "mmf", tmp_path, catalog)
+    assert not medical.problems
+    assert len(medical.jobs) == 11 + 20 + 73 and {j.task for j in medical.jobs} == {"mmf"}
+    ct_job = next(j for j in medical.jobs if "mri-ct" in str(j.output))
+    assert [p.parent.name for p in ct_job.sources] == ["mri", "ct"]  # role order
+    stacks = plan_batch(data_dir / "mef" / "sequences", tmp_path, catalog)
+    assert {j.task for j in stacks.jobs} == {"mef"} and len(stacks.jobs) == 4
+    assert sum(len(j.sources) for j in stacks.jobs) == 22
+    focus = plan_batch(data_dir / "mff", tmp_path, catalog)
+    assert len(focus.jobs) == 30 + 13 and not focus.problems
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_batch_on_shared_data_with_a_corrupt_file(
+    data_dir: Path, tmp_path: Path, weights: Path
+) -> None:
+    root = tmp_path / "in"
+    pairs = data_dir / "mmf" / "mri-pet"
+    stems = sorted(p.name for p in (pairs / "mri").iterdir())[:1]
+    for folder in ("mri", "pet"):
+        (root / folder).mkdir(parents=True)
+        for stem in stems:
+            (root / folder / stem).symlink_to(pairs / folder / stem)
+    (root / "mri" / "zz.png").write_bytes((pairs / "mri" / stems[0]).read_bytes()[:300])
+    (root / "pet" / "zz.png").symlink_to(pairs / "pet" / stems[0])
+    out = tmp_path / "out"
+    result = _run("batch", str(root), "-o", str(out), "--weights", str(weights), "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert (summary["done"], summary["failed"]) == (1, 1)
+    assert "zz.png" in summary["failures"][0]["reason"]
+    for stem in stems:
+        fused = read_image(out / stem)
+        assert fused.pixels.shape == (1, 3, 256, 256) and fused.bit_depth == 8

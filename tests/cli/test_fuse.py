@@ -138,6 +138,9 @@ def test_a_third_party_plugin_package_adds_a_working_task(tmp_path: Path, weight
     site = make_plugin_distribution(
         tmp_path / "site", dist="fusecli-rgbnir", module="fusecli_rgbnir", source=RGBNIR_MODULE
     )
+    make_plugin_distribution(
+        site, dist="fusecli-broken", module="fusecli_broken", source="import no_such_module\n"
+    )
     rgb = _image(tmp_path / "rgb.png", 3)
     nir = _image(tmp_path / "nir.png", 1, seed=4)
     env = {k: v for k, v in os.environ.items() if k != "FUSECLI_DISABLE_PLUGIN_AUTOLOAD"}
@@ -153,6 +156,10 @@ def test_a_third_party_plugin_package_adds_a_working_task(tmp_path: Path, weight
     tasks = fuse("tasks")
     assert tasks.returncode == 0, tasks.stderr
     assert "rgbnir" in tasks.stdout and "fusecli-rgbnir" in tasks.stdout
+    assert "ivf" in tasks.stdout  # the broken plugin costs only its own tasks
+    warnings = [line for line in tasks.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "fusecli_broken" in warnings[0]
+    assert "no_such_module" in warnings[0]
     run = fuse("rgbnir", str(rgb), str(nir), "-o", str(out), "--weights", str(weights))
     assert run.returncode == 0, run.stderr
     assert read_image(out).pixels.shape == (1, 3, 32, 48)
