@@ -157,10 +157,41 @@ def _inverse_plane_index_cpu(height: int, width: int, window: int, shift: int) -
 
 
 @lru_cache(maxsize=64)
+def _padded_plane_index_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    # The same tokens' flat index in the (H + 2, W + 2) grid padded by one on every side.
+    index = _plane_index_cpu(height, width, window, shift)
+    return (index // width + 1) * (width + 2) + index % width + 1
+
+
+def fill_pad_border(padded: torch.Tensor) -> torch.Tensor:
+    """Fill the one-token border of a (B, H + 2, W + 2, C) grid in place, as :func:`reflect_pad`.
+
+    The interior must already hold the grid; with a side of one token both sides are
+    replicated instead, as :func:`reflect_pad` does.
+    """
+    height, width = padded.shape[1] - 2, padded.shape[2] - 2
+    row = col = 2 if height > 1 and width > 1 else 1
+    padded[:, 0, 1:-1] = padded[:, row, 1:-1]
+    padded[:, -1, 1:-1] = padded[:, -1 - row, 1:-1]
+    padded[:, :, 0] = padded[:, :, col]
+    padded[:, :, -1] = padded[:, :, -1 - col]
+    return padded
+
+
+@lru_cache(maxsize=64)
 def _plane_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
     # (nW, query, key) -> (query, key, nW, 1): broadcasts over the heads of (B, P, P, n, heads).
     mask = _shift_mask_cpu(height, width, window, shift)
     return mask.permute(1, 2, 0).unsqueeze(-1).contiguous()
+
+
+@lru_cache(maxsize=16)
+def _head_sum_matrix(
+    channels: int, heads: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    head_of_channel = torch.arange(channels) // (channels // heads)
+    sums = (head_of_channel[:, None] == torch.arange(heads)[None, :]).to(dtype)
+    return sums.to(device)
 
 
 def gather_planes(grid: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -266,24 +297,40 @@ class WindowAttention(nn.Module):
         """
         c = planes.shape[-1]
         heads = self.num_heads
+        positions = planes.shape[1]
+        # (C, heads) 0/1 matrix: x @ sums adds each head's channels, w @ sums.T spreads back.
+        sums = _head_sum_matrix(c, heads, planes.device, planes.dtype)
         qkv = F.linear(planes, self.qkv.weight, qkv_bias)
-        # Each (B, P, n, heads, head_dim).
-        q = qkv[..., :c].unflatten(-1, (heads, -1))
-        k = qkv[..., c : 2 * c].unflatten(-1, (heads, -1))
-        v = qkv[..., 2 * c :].unflatten(-1, (heads, -1))
-        # Cosine similarity: raw dot products rescaled by both inverse norms, (B, P, P, n, heads).
-        dots = (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1)
-        inv_q = (q * q).sum(-1).clamp_min(_NORM_EPS_SQUARED).rsqrt() * scales
-        inv_k = (k * k).sum(-1).clamp_min(_NORM_EPS_SQUARED).rsqrt()
-        logits = dots * inv_q.unsqueeze(2) * inv_k.unsqueeze(1) + bias
-        if mask is not None:
-            logits = logits + mask
-        # Softmax over the keys (dim 2), an outer dimension: vectorises over windows and heads.
-        logits = logits - logits.amax(2, keepdim=True)
-        weights = logits.exp()
-        weights = weights / weights.sum(2, keepdim=True)
-        out = (weights.unsqueeze(-1) * v.unsqueeze(1)).sum(2)
-        return self.proj(out.flatten(-2))
+        q, k, v = qkv[..., :c], qkv[..., c : 2 * c], qkv[..., 2 * c :]
+        # Per-head dot products of every (query, key) pair: (B, P, P, n, heads). The head sums
+        # are matrix products, which beat a reduction over 8 contiguous channels by far.
+        dots = (q.unsqueeze(2) * k.unsqueeze(1)) @ sums
+        qk = qkv[..., : 2 * c]
+        squares = (qk * qk) @ torch.block_diag(sums, sums)
+        # Cosine similarity: the dot products times both inverse norms, as F.normalize does.
+        inv_norms = squares.clamp_min(_NORM_EPS_SQUARED).rsqrt()
+        inv_q = (inv_norms[..., :heads] * scales).unsqueeze(2)
+        inv_k = inv_norms[..., heads:].unsqueeze(1)
+        if torch.is_grad_enabled():
+            logits = dots * inv_q * inv_k + bias
+            if mask is not None:
+                logits = logits + mask
+            weights = logits.softmax(dim=2)
+        else:
+            # Same arithmetic in place; the softmax over the keys (dim 2, an outer dimension)
+            # vectorises over windows and heads, unlike a softmax over a last dimension of 4.
+            logits = dots.mul_(inv_q).mul_(inv_k).add_(bias)
+            if mask is not None:
+                logits = logits.add_(mask)
+            weights = logits.sub_(logits.amax(2, keepdim=True)).exp_()
+            weights = weights.div_(weights.sum(2, keepdim=True))
+        # Spread each head's weight over its channels, then sum over the keys: (B, P, n, C).
+        spread = weights @ sums.t()
+        # v[:, key : key + 1] is (B, 1, n, C): the key's values broadcast over the queries.
+        out = spread[:, :, 0] * v[:, 0:1]
+        for key in range(1, positions):
+            out = out.addcmul_(spread[:, :, key], v[:, key : key + 1])
+        return self.proj(out)
 
 
 class Mlp(nn.Module):
@@ -324,17 +371,21 @@ class SwinV2Block(nn.Module):
         x: torch.Tensor,
         norm_before: nn.Module | None = None,
         norm_after: nn.Module | None = None,
+        padded_output: bool = False,
     ) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C); H and W multiples of the window.
 
         ``norm_before`` / ``norm_after`` are per-token modules applied to the block's input and
-        output (a stage's LayerNorms), fused into the block's gather and scatter.
+        output (a stage's LayerNorms), fused into the block's gather and scatter. With
+        ``padded_output`` the result is reflection-padded by one token, (B, H + 2, W + 2, C),
+        written straight into the padded grid (the conv after the blocks needs it).
         """
         b, height, width, c = x.shape
-        index = window_plane_index(height, width, self.window, self.shift, x.device)
+        window, shift = self.window, self.shift
+        index = window_plane_index(height, width, window, shift, x.device)
         mask = None
-        if self.shift:
-            mask = _plane_mask_cpu(height, width, self.window, self.shift).to(x.device)
+        if shift:
+            mask = _plane_mask_cpu(height, width, window, shift).to(x.device)
         attn = self.attn
         # Weight-only quantities, computed once per call rather than per window batch.
         qkv_bias = attn.qkv_bias()
@@ -352,9 +403,17 @@ class SwinV2Block(nn.Module):
 
         if torch.is_grad_enabled():
             # One piece, out-of-place: autograd records a plain gather / scatter.
-            inverse = _inverse_plane_index_cpu(height, width, self.window, self.shift)
+            inverse = _inverse_plane_index_cpu(height, width, window, shift)
             out = run(index, mask).index_select(1, inverse.to(x.device))
-            return out.view(b, height, width, c)
+            out = out.view(b, height, width, c)
+            if padded_output:
+                out = reflect_pad(out.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            return out
+        out_height, out_width = height, width
+        out_index = index
+        if padded_output:
+            out_height, out_width = height + 2, width + 2
+            out_index = _padded_plane_index_cpu(height, width, window, shift).to(x.device)
         per_chunk = max(1, CHUNK_TOKENS // (b * index.shape[0]))
         out = None
         for start in range(0, index.shape[1], per_chunk):
@@ -362,9 +421,10 @@ class SwinV2Block(nn.Module):
             window_mask = None if mask is None else mask[:, :, start : start + per_chunk]
             piece = run(windows, window_mask)
             if out is None:
-                out = piece.new_empty(b, height * width, c)
-            out.index_copy_(1, windows.reshape(-1), piece)
-        return out.view(b, height, width, c)
+                out = piece.new_empty(b, out_height * out_width, c)
+            out.index_copy_(1, out_index[:, start : start + per_chunk].reshape(-1), piece)
+        out = out.view(b, out_height, out_width, c)
+        return fill_pad_border(out) if padded_output else out
 
     def forward_planes(
         self,
@@ -409,11 +469,18 @@ class SwinBlocks(nn.Module):
         x: torch.Tensor,
         norm_before: nn.Module | None = None,
         norm_after: nn.Module | None = None,
+        padded_output: bool = False,
     ) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C), optionally ``norm_after(blocks(norm_before(x)))``."""
+        """(B, H, W, C) -> (B, H, W, C), optionally ``norm_after(blocks(norm_before(x)))``.
+
+        ``padded_output``: return the result reflection-padded by one, (B, H + 2, W + 2, C).
+        """
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block(x, norm_before if i == 0 else None, norm_after if i == last else None)
+            if i < last:
+                x = block(x, norm_before if i == 0 else None)
+            else:
+                x = block(x, norm_before if i == 0 else None, norm_after, padded_output)
         return x
 
 
@@ -454,8 +521,10 @@ class SwinConvStage(nn.Module):
         shortcut = x = _channels_last(x)
         # Channels-last conv output: its (B, H, W, C) permutation is contiguous, no copy.
         tokens = self.conv_in(reflect_pad(x)).permute(0, 2, 3, 1)
-        tokens = self.blocks(tokens, _optional(self.norm_in), _optional(self.norm_out))
-        x = self.conv_out(reflect_pad(tokens.permute(0, 3, 1, 2)))
+        padded = self.blocks(
+            tokens, _optional(self.norm_in), _optional(self.norm_out), padded_output=True
+        )
+        x = self.conv_out(padded.permute(0, 3, 1, 2))
         return x + shortcut
 
 
@@ -482,14 +551,21 @@ class FrequencyAdaptiveFusion(nn.Module):
         self.norm_out = nn.LayerNorm(dim)
         self.proj_out = nn.Conv2d(dim, 2, 3)
 
+    def _logits(self, diff: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) difference of the sources -> (B, 2, H, W) logits, channels-last."""
+        tokens = self.proj_in(reflect_pad(diff)).permute(0, 2, 3, 1)
+        padded = self.blocks(tokens, self.norm_in, self.norm_out, padded_output=True)
+        return self.proj_out(padded.permute(0, 3, 1, 2))
+
     def weights(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Fusion weights. a, b: (B, C, H, W) -> (B, 2, H, W); channel 0 weights ``a``."""
-        tokens = self.proj_in(reflect_pad(_channels_last(a - b))).permute(0, 2, 3, 1)
-        tokens = self.blocks(tokens, self.norm_in, self.norm_out)
-        logits = self.proj_out(reflect_pad(tokens.permute(0, 3, 1, 2)))
-        return logits.softmax(dim=1)
+        return self._logits(_channels_last(a - b)).softmax(dim=1)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Fused features ``m_a * a + m_b * b``. a, b: (B, C, H, W) -> (B, C, H, W)."""
-        m = self.weights(a, b)
-        return m[:, 0:1] * a + m[:, 1:2] * b
+        diff = _channels_last(a - b)
+        logits = self._logits(diff)
+        # A softmax over two channels is a sigmoid of their difference, and m_b = 1 - m_a, so
+        # m_a * a + m_b * b = b + m_a * (a - b): one pass over the features instead of three.
+        weight_a = torch.sigmoid(logits[:, 0:1] - logits[:, 1:2])
+        return torch.addcmul(b, weight_a, diff)

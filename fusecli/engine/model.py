@@ -39,6 +39,26 @@ def _stage(config: ModelConfig, with_norms: bool) -> SwinConvStage:
     )
 
 
+def _stem_conv(conv: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
+    """A 3x3 valid convolution with few input channels, as one matrix product.
+
+    oneDNN is slow for a single input channel (and its output would need a channels-last copy);
+    im2col with 9 values per pixel and a (9 -> C) product writes channels-last directly.
+
+    Args:
+        conv: a 3x3 conv without bias, stride 1, no padding.
+        padded: (B, C_in, H + 2, W + 2).
+
+    Returns:
+        (B, C, H, W) in channels-last memory.
+    """
+    b, _, height, width = padded.shape
+    patches = F.unfold(padded, kernel_size=3)  # (B, C_in * 9, H * W)
+    weight = conv.weight.flatten(1)  # (C, C_in * 9), the same (c_in, ky, kx) order as unfold
+    tokens = patches.transpose(1, 2) @ weight.t()  # (B, H * W, C)
+    return tokens.view(b, height - 2, width - 2, -1).permute(0, 3, 1, 2)
+
+
 class Encoder(nn.Module):
     """Image -> feature pyramid.
 
@@ -55,7 +75,7 @@ class Encoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         """(B, in_channels, H, W) -> [(B, C, H/2^k, W/2^k) for k in range(levels)]."""
-        x = self.stages[0](self.stem(reflect_pad(image)))
+        x = self.stages[0](_stem_conv(self.stem, reflect_pad(image)))
         features = [x]
         for stage in self.stages[1:]:
             x = stage(downsample2(x))
