@@ -250,3 +250,25 @@ def test_batch_on_shared_data_with_a_corrupt_file(
     for stem in stems:
         fused = read_image(out / stem)
         assert fused.pixels.shape == (1, 3, 256, 256) and fused.bit_depth == 8
+
+
+def test_torchrun_gives_each_rank_its_slice(tmp_path: Path, weights: Path) -> None:
+    root = tmp_path / "in"
+    for i in range(4):
+        _image(root / "near" / f"f{i}.png", seed=i)
+        _image(root / "far" / f"f{i}.png", seed=30 + i)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    fuse = [sys.executable, "-c", "from fusecli.cli.main import main; main()"]
+    batch = ["batch", str(root), "-o", str(out), "--weights", str(weights)]
+    result = subprocess.run(
+        [*launcher, "--nproc-per-node", "2", "--no-python", *fuse, *batch],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("2 fused, 0 skipped (exist), 0 failed") == 2
+    assert sorted(p.name for p in out.iterdir()) == [f"f{i}.png" for i in range(4)]

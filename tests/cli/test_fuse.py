@@ -163,3 +163,19 @@ def test_a_third_party_plugin_package_adds_a_working_task(tmp_path: Path, weight
     run = fuse("rgbnir", str(rgb), str(nir), "-o", str(out), "--weights", str(weights))
     assert run.returncode == 0, run.stderr
     assert read_image(out).pixels.shape == (1, 3, 32, 48)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_medical_pair_from_shared_data(data_dir: Path, tmp_path: Path, weights: Path) -> None:
+    pairs = data_dir / "mmf" / "mri-ct"
+    stem = sorted(p.name for p in (pairs / "mri").iterdir())[0]
+    out = tmp_path / "fused.png"
+    args = ("mmf", str(pairs / "mri" / stem), str(pairs / "ct" / stem), "-o", str(out))
+    result = _run(*args, "--weights", str(weights), "--json")
+    assert result.exit_code == 0, result.output
+    source = read_image(pairs / "mri" / stem)
+    fused = read_image(out)
+    # MRI and CT are grey stored as RGB: the result is grey, at the sources' size and depth.
+    assert fused.pixels.shape == (1, 1, source.height, source.width)
+    assert fused.bit_depth == source.bit_depth == 8
