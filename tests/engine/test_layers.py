@@ -1,0 +1,121 @@
+"""The fast layer paths (window planes, chunks, fused padding) equal the textbook formulation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fusecli.engine import layers
+from fusecli.engine.layers import (
+    FrequencyAdaptiveFusion,
+    SwinBlocks,
+    SwinV2Block,
+    fill_pad_border,
+    reflect_pad,
+    shifted_window_mask,
+    window_merge,
+    window_partition,
+)
+from fusecli.engine.model import _stem_conv
+
+DIM, HEADS, WINDOW, MLP_RATIO, CPB_HIDDEN = 48, 6, 2, 3.0, 64
+
+
+def _nudged(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Every parameter moved off its initial value, so none can be ignored unnoticed."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=generator))
+    return module
+
+
+def _reference_block(block: SwinV2Block, x: torch.Tensor) -> torch.Tensor:
+    """The SwinV2 block as the authors write it: roll, partition, attend, merge, roll back."""
+    _, height, width, _ = x.shape
+    shortcut, mask = x, None
+    if block.shift:
+        x = torch.roll(x, shifts=(-block.shift, -block.shift), dims=(1, 2))
+        mask = shifted_window_mask(height, width, block.window, block.shift, x.device)
+    windows = block.attn(window_partition(x, block.window), mask)
+    x = window_merge(windows, block.window, height, width)
+    if block.shift:
+        x = torch.roll(x, shifts=(block.shift, block.shift), dims=(1, 2))
+    x = shortcut + block.norm1(x)
+    return x + block.norm2(block.mlp(x))
+
+
+def _block(shift: int) -> SwinV2Block:
+    return _nudged(SwinV2Block(DIM, HEADS, WINDOW, shift, MLP_RATIO, CPB_HIDDEN), seed=shift)
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+@pytest.mark.parametrize("shape", [(2, 6, 10), (1, 2, 2), (1, 8, 4)])
+def test_block_on_planes_equals_roll_and_partition(shift, shape, monkeypatch) -> None:
+    # A tiny chunk size makes the no_grad path run many chunks, the last one partial.
+    monkeypatch.setattr(layers, "CHUNK_TOKENS", 12)
+    block = _block(shift)
+    x = torch.randn(*shape, DIM)
+    with torch.no_grad():
+        expected = _reference_block(block, x)
+        chunked = block(x)
+    whole = block(x)  # grad enabled: the one-piece autograd path
+    assert (chunked - expected).abs().max() < 1e-5
+    assert (whole - expected).abs().max() < 1e-5
+
+
+def test_block_gradients_equal_the_reference() -> None:
+    block = _block(1)
+    x = torch.randn(2, 4, 6, DIM, requires_grad=True)
+    _reference_block(block, x).square().sum().backward()
+    expected = {n: p.grad.clone() for n, p in block.named_parameters()}
+    expected_x = x.grad.clone()
+    block.zero_grad()
+    x.grad = None
+    block(x).square().sum().backward()
+    for name, p in block.named_parameters():
+        assert torch.allclose(p.grad, expected[name], rtol=1e-4, atol=1e-4), name
+    assert torch.allclose(x.grad, expected_x, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_padded_output_is_the_reflection_pad_of_the_output(grad, monkeypatch) -> None:
+    monkeypatch.setattr(layers, "CHUNK_TOKENS", 16)
+    blocks = _nudged(SwinBlocks(DIM, 2, HEADS, WINDOW, MLP_RATIO, CPB_HIDDEN))
+    norm = _nudged(torch.nn.LayerNorm(DIM), seed=3)
+    x = torch.randn(1, 6, 8, DIM)
+    with torch.set_grad_enabled(grad):
+        plain = blocks(x, norm, norm)
+        padded = blocks(x, norm, norm, padded_output=True)
+    expected = reflect_pad(plain.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    assert padded.shape == (1, 8, 10, DIM)
+    assert (padded - expected).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 5), (4, 1), (3, 4)])
+def test_fill_pad_border_matches_reflect_pad(size) -> None:
+    grid = torch.randn(2, *size, 3)
+    padded = torch.zeros(2, size[0] + 2, size[1] + 2, 3)
+    padded[:, 1:-1, 1:-1] = grid
+    expected = reflect_pad(grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    assert torch.equal(fill_pad_border(padded), expected)
+
+
+def test_faf_forward_equals_its_softmax_weights() -> None:
+    faf = _nudged(FrequencyAdaptiveFusion(DIM, 2, HEADS, WINDOW, MLP_RATIO, CPB_HIDDEN))
+    a, b = torch.randn(2, 1, DIM, 4, 6)
+    with torch.no_grad():
+        m = faf.weights(a, b)
+        fused = faf(a, b)
+    assert torch.allclose(m.sum(1), torch.ones(1, 4, 6))
+    assert (fused - (m[:, 0:1] * a + m[:, 1:2] * b)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_stem_conv_as_matrix_product_equals_conv2d(in_channels) -> None:
+    conv = torch.nn.Conv2d(in_channels, DIM, 3, bias=False)
+    padded = torch.randn(2, in_channels, 7, 9)
+    out = _stem_conv(conv, padded)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(out, F.conv2d(padded, conv.weight), atol=1e-5)
