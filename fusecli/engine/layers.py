@@ -39,9 +39,20 @@ def reflect_pad(x: torch.Tensor, pad: int = 1) -> torch.Tensor:
     Falls back to edge replication where a side is too short to reflect (a 1-pixel side).
     """
     height, width = x.shape[-2:]
+    if pad == 1 and _is_channels_last_map(x) and not (torch.is_grad_enabled() and x.requires_grad):
+        # F.pad's channels-last reflection kernel is about 2x slower than these two copies.
+        b, c = x.shape[:2]
+        padded = x.new_empty(b, height + 2, width + 2, c)
+        padded[:, 1:-1, 1:-1] = x.permute(0, 2, 3, 1)
+        return fill_pad_border(padded).permute(0, 3, 1, 2)
     if height > pad and width > pad:
         return F.pad(x, (pad, pad, pad, pad), mode="reflect")
     return F.pad(x, (pad, pad, pad, pad), mode="replicate")
+
+
+def _is_channels_last_map(x: torch.Tensor) -> bool:
+    # A 4-D map whose (B, H, W, C) permutation is contiguous (a 1-channel map is NCHW too).
+    return x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:
