@@ -79,15 +79,21 @@ def remove_worktree(workdir: Path) -> None:
     )
 
 
-def seconds(run: partial[torch.Tensor], repeats: int) -> float:
-    """Median wall time of ``repeats`` runs after one warm-up run."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def seconds(runs: list[partial[torch.Tensor]], repeats: int) -> list[float]:
+    """Median wall time of each run over ``repeats`` rounds, after one warm-up round.
+
+    The runs alternate within each round, so a load change on a shared machine hits all of
+    them alike and their ratio stays meaningful.
+    """
+    for run in runs:
         run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for run, spent in zip(runs, times):
+            start = time.perf_counter()
+            run()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def count_flops(net: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, faf_set: int) -> int:
@@ -121,23 +127,23 @@ def main() -> None:
         print(f"threads={args.threads} repeats={args.repeats} faf_set={args.faf_set}")
         for size in args.sizes:
             a, b = torch.rand(2, 1, 1, size, size, generator=torch.Generator().manual_seed(size))
-            flops = count_flops(net, a, b, args.faf_set)
-            ours = seconds(partial(net.fuse, a, b, args.faf_set), args.repeats)
+            # The network's FLOPs as the straightforward baseline computes them (ours adds a
+            # few for head sums done as matrix products).
+            flops = count_flops(baseline or net, a, b, args.faf_set)
+            runs = [partial(net.fuse, a, b, args.faf_set)]
+            if baseline is not None:
+                runs.append(partial(baseline.fuse, a, b, args.faf_set))
+            timings = seconds(runs, args.repeats)
+            ours = timings[0]
             line = (
                 f"{size}x{size}: {ours:.3f} s/pair, {flops / 1e9:.1f} GFLOP, "
                 f"{flops / ours / 1e9:.1f} GFLOP/s"
             )
             if baseline is not None:
-                base = seconds(partial(baseline.fuse, a, b, args.faf_set), args.repeats)
-                diff = (
-                    (
-                        net.fuse(a, b, args.faf_set, clamp=False)
-                        - baseline.fuse(a, b, args.faf_set, clamp=False)
-                    )
-                    .abs()
-                    .max()
-                    .item()
-                )
+                base = timings[1]
+                fused = net.fuse(a, b, args.faf_set, clamp=False)
+                expected = baseline.fuse(a, b, args.faf_set, clamp=False)
+                diff = (fused - expected).abs().max().item()
                 line += (
                     f" | baseline {args.baseline_rev}: {base:.3f} s/pair, "
                     f"speed-up {base / ours:.2f}x, max abs diff {diff:.2e}"

@@ -309,7 +309,7 @@ class WindowAttention(nn.Module):
         c = planes.shape[-1]
         heads = self.num_heads
         positions = planes.shape[1]
-        # (C, heads) 0/1 matrix: x @ sums adds each head's channels, w @ sums.T spreads back.
+        # (C, heads) 0/1 matrix: x @ sums adds up each head's channels.
         sums = _head_sum_matrix(c, heads, planes.device, planes.dtype)
         qkv = F.linear(planes, self.qkv.weight, qkv_bias)
         q, k, v = qkv[..., :c], qkv[..., c : 2 * c], qkv[..., 2 * c :]
@@ -335,12 +335,14 @@ class WindowAttention(nn.Module):
                 logits = logits.add_(mask)
             weights = logits.sub_(logits.amax(2, keepdim=True)).exp_()
             weights = weights.div_(weights.sum(2, keepdim=True))
-        # Spread each head's weight over its channels, then sum over the keys: (B, P, n, C).
-        spread = weights @ sums.t()
-        # v[:, key : key + 1] is (B, 1, n, C): the key's values broadcast over the queries.
-        out = spread[:, :, 0] * v[:, 0:1]
+        # Weighted sum of the values over the keys, each head's weight broadcast over its
+        # channels: (B, P, n, heads, head_dim).
+        weights = weights.unsqueeze(-1)
+        v = v.unflatten(-1, (heads, -1))
+        out = weights[:, :, 0] * v[:, 0:1]
         for key in range(1, positions):
-            out = out.addcmul_(spread[:, :, key], v[:, key : key + 1])
+            out = out.addcmul_(weights[:, :, key], v[:, key : key + 1])
+        out = out.flatten(-2)
         return self.proj(out)
 
 
@@ -536,7 +538,8 @@ class SwinConvStage(nn.Module):
             tokens, _optional(self.norm_in), _optional(self.norm_out), padded_output=True
         )
         x = self.conv_out(padded.permute(0, 3, 1, 2))
-        return x + shortcut
+        # In place without autograd: no second full-size buffer (fresh pages are costly).
+        return x + shortcut if torch.is_grad_enabled() else x.add_(shortcut)
 
 
 class FrequencyAdaptiveFusion(nn.Module):

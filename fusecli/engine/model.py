@@ -80,7 +80,11 @@ class Encoder(nn.Module):
         for stage in self.stages[1:]:
             x = stage(downsample2(x))
             features.append(x)
-        bands = [fine - upsample2(coarse) for fine, coarse in pairwise(features)]
+        if torch.is_grad_enabled():
+            bands = [fine - upsample2(coarse) for fine, coarse in pairwise(features)]
+        else:
+            # Fine to coarse, each map is changed in place only after its upsampling was taken.
+            bands = [fine.sub_(upsample2(coarse)) for fine, coarse in pairwise(features)]
         bands.append(features[-1])
         return bands
 
@@ -98,7 +102,8 @@ class Decoder(nn.Module):
         """[(B, C, H/2^k, W/2^k)] -> (B, in_channels, H, W), unclamped."""
         x = bands[-1]
         for level in range(len(bands) - 2, -1, -1):
-            x = bands[level] + upsample2(self.stages[level + 1](x))
+            up = upsample2(self.stages[level + 1](x))
+            x = bands[level] + up if torch.is_grad_enabled() else up.add_(bands[level])
         return self.head(reflect_pad(self.stages[0](x)))
 
 
