@@ -398,7 +398,16 @@ def batch(
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
-    """Fuse every pair or stack in a folder tree; rerun to resume. Exit 1 if any failed."""
+    """Fuse every pair or stack found in a folder tree; rerun to resume.
+
+    Layouts: sibling subfolders of same-named files (ir/ + vi/, mri/ + pet/, under/ + over/,
+    a/ + b/; `fuse tasks` lists every task's names), flat suffix pairs (x_ir.png + x_vis.png,
+    x_A.jpg + x_B.jpg), and scene folders of 2 or more images each, fused as one stack (with
+    --task, or below a folder named after the task, e.g. mef/).
+
+    Outputs mirror the input tree under OUTPUT; existing ones are skipped, so a rerun resumes.
+    A pair that cannot be fused is reported and skipped; the exit status is then 1.
+    """
     catalog = get_catalog()
     if task is not None:
         catalog.get(task)
