@@ -19,7 +19,8 @@ import os
 import struct
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -268,16 +269,52 @@ def _declared_size(path: Path, suffix: str) -> tuple[int, int]:
             raise ValueError("no PNG header")
         width, height = struct.unpack(">II", header[16:24])
         return height, width
+    # Pillow's Image.open parses the header only (JPEG up to SOF, BMP its info header).
+    with _without_pillow_limit(), Image.open(path) as image:
+        width, height = image.size
+    return height, width
+
+
+@contextmanager
+def _without_pillow_limit() -> Iterator[None]:
+    """Turn off Pillow's own bomb check: ours (configurable) has run on the header already.
+
+    Otherwise an image between Pillow's 179 megapixels and our limit would be refused with a
+    misleading "not readable" message.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None  # our own limit applies, checked by the caller
+        Image.MAX_IMAGE_PIXELS = None
         try:
-            with Image.open(path) as image:
-                width, height = image.size
+            yield
         finally:
             Image.MAX_IMAGE_PIXELS = previous
-    return height, width
+
+
+def _apply_colormap(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
+    """(H, W) palette indices -> (H, W, 3) RGB; 8-bit when the 16-bit TIFF colormap is 8-bit."""
+    colormap = np.asarray(colormap, dtype=np.uint16)
+    if indices.ndim != 2 or colormap.ndim != 2 or colormap.shape[0] != 3:
+        raise ValueError(f"unexpected palette layout {indices.shape} / {colormap.shape}")
+    if int(indices.max(initial=0)) >= colormap.shape[1]:
+        raise ValueError("palette index beyond the colour map")
+    rgb = colormap[:, indices].transpose(1, 2, 0)
+    # Writers store 8-bit palettes scaled by 257 (0xFF -> 0xFFFF); keep those 8-bit.
+    if np.all(colormap % 257 == 0):
+        return (rgb // 257).astype(np.uint8)
+    return rgb
+
+
+def _invert(array: np.ndarray) -> np.ndarray:
+    """MINISWHITE TIFF stores 0 as white; flip to the usual 0 = black."""
+    if array.dtype == np.bool_:
+        return ~array
+    if array.dtype.kind == "u":
+        return np.iinfo(array.dtype).max - array
+    if array.dtype.kind == "f":
+        return 1.0 - array
+    return array
 
 
 def _decode(path: Path, suffix: str) -> tuple[np.ndarray, int]:
@@ -290,13 +327,18 @@ def _decode(path: Path, suffix: str) -> tuple[np.ndarray, int]:
             photometric = page.photometric
             tag = page.tags.get(274)
             orientation = int(tag.value) if tag is not None else 1
+            colormap = page.colormap
         if photometric == tifffile.PHOTOMETRIC.SEPARATED:
             raise ImageReadError(f"{path}: CMYK TIFF is not supported; convert it to RGB")
         if "S" in axes and axes.index("S") == 0 and array.ndim == 3:
             array = np.moveaxis(array, 0, -1)
+        if photometric == tifffile.PHOTOMETRIC.PALETTE and colormap is not None:
+            array = _apply_colormap(array, colormap)
+        elif photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+            array = _invert(array)
         return array, orientation
     raw = path.read_bytes()
-    with Image.open(BytesIO(raw)) as image:
+    with _without_pillow_limit(), Image.open(BytesIO(raw)) as image:
         orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1))
         if suffix == ".png":
             # Pillow cannot hold 16-bit colour PNG; imagecodecs (libpng) can.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,3 +216,182 @@ def test_same_file_sees_through_relative_paths(tmp_path, monkeypatch) -> None:
     path = write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2))
     monkeypatch.chdir(tmp_path)
     assert same_file("x.png", path) and not same_file("y.png", path)
+
+
+# ------------------------------------------------------------------ more layouts
+
+
+def _bomb(tmp_path, suffix: str):
+    """A tiny valid file whose header is then patched to declare 100000 x 100000 pixels."""
+    path = tmp_path / f"bomb{suffix}"
+    if suffix == ".tif":
+        tifffile.imwrite(path, np.zeros((2, 2), np.uint8))
+        with tifffile.TiffFile(path, mode="r+b") as tif:
+            tif.pages.first.tags["ImageWidth"].overwrite(100_000)
+            tif.pages.first.tags["ImageLength"].overwrite(100_000)
+        return path
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    if suffix == ".bmp":
+        # BITMAPINFOHEADER: width and height are little-endian int32 at bytes 18 and 22.
+        data[18:26] = struct.pack("<ii", 100_000, 100_000)
+    else:
+        # Baseline JPEG: SOF0 marker, length (2), precision (1), height (2), width (2).
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5 : sof + 9] = struct.pack(">HH", 60_000, 60_000)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".bmp", ".jpg"])
+def test_bombs_in_every_format_are_refused_from_the_header(tmp_path, suffix) -> None:
+    path = _bomb(tmp_path, suffix)
+    assert path.stat().st_size < 2000  # the refusal cannot come from decoding gigapixels
+    with pytest.raises(ImageReadError, match=r"declares .* more than the limit"):
+        read_image(path)
+
+
+def test_the_pixel_limit_comes_from_the_environment(tmp_path, monkeypatch) -> None:
+    path = write_image(tmp_path / "x.png", torch.rand(1, 1, 10, 10))
+    monkeypatch.setenv("FUSECLI_MAX_PIXELS", "50")
+    with pytest.raises(ImageReadError, match="limit of 50"):
+        read_image(path)
+    assert read_image(path, max_pixels=100).pixels.shape == (1, 1, 10, 10)
+    monkeypatch.setenv("FUSECLI_MAX_PIXELS", "lots")
+    with pytest.raises(ImageReadError, match="FUSECLI_MAX_PIXELS"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow(tmp_path, orientation) -> None:
+    from PIL import ImageOps
+
+    stored = np.zeros((6, 10), np.uint8)
+    stored[:3, :2] = 255  # an asymmetric mark, so every flip and rotation differs
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "o.jpg", exif=exif, quality=100)
+    with Image.open(tmp_path / "o.jpg") as shown:
+        expected = np.asarray(ImageOps.exif_transpose(shown), dtype=np.float32) / 255
+    image = read_image(tmp_path / "o.jpg")
+    assert image.pixels.shape[-2:] == expected.shape
+    assert np.abs(image.pixels[0, 0].numpy() - expected).max() < 0.02
+
+
+def test_grey_plus_alpha_is_one_channel_with_alpha(tmp_path) -> None:
+    la = (np.random.rand(5, 7, 2) * 255).astype(np.uint8)
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    image = read_image(tmp_path / "la.png")
+    assert image.pixels.shape == (1, 1, 5, 7) and image.stored_channels == 2
+    assert torch.allclose(image.alpha[0, 0], torch.from_numpy(la[..., 1] / 255).float())
+
+
+def test_grey_rgba_drops_to_one_channel_and_keeps_alpha(tmp_path) -> None:
+    grey = (np.random.rand(4, 4) * 255).astype(np.uint8)
+    alpha = np.full((4, 4), 128, np.uint8)
+    Image.fromarray(np.stack([grey, grey, grey, alpha], -1), "RGBA").save(tmp_path / "g.png")
+    image = read_image(tmp_path / "g.png")
+    assert image.pixels.shape == (1, 1, 4, 4) and image.alpha is not None
+
+
+def test_alpha_is_written_where_the_format_holds_it(tmp_path) -> None:
+    pixels, alpha = torch.rand(1, 3, 4, 4), torch.rand(1, 1, 4, 4)
+    for suffix in (".png", ".tif"):
+        image = read_image(write_image(tmp_path / f"a{suffix}", pixels, alpha=alpha))
+        assert image.stored_channels == 4
+        assert (image.alpha - alpha).abs().max() <= 0.5 / 255 + 1e-6
+    image = read_image(write_image(tmp_path / "a.jpg", pixels, alpha=alpha))
+    assert image.alpha is None and image.stored_channels == 3
+
+
+def test_16_bit_grey_png_from_another_writer(tmp_path) -> None:
+    values = np.array([[0, 1000, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "g16.png")  # Pillow picks mode I;16
+    image = read_image(tmp_path / "g16.png")
+    assert image.bit_depth == 16
+    assert torch.allclose(
+        image.pixels.flatten(), torch.from_numpy(values / 65535).float().flatten()
+    )
+
+
+def test_palette_and_min_is_white_tiffs_are_read_as_displayed(tmp_path) -> None:
+    colormap = np.zeros((3, 256), np.uint16)
+    colormap[0, 1] = 255 * 257  # index 1 is pure red
+    tifffile.imwrite(
+        tmp_path / "p.tif", np.array([[0, 1]], np.uint8), photometric="palette", colormap=colormap
+    )
+    image = read_image(tmp_path / "p.tif")
+    assert image.bit_depth == 8 and image.pixels.shape == (1, 3, 1, 2)
+    assert image.pixels[0, :, 0, 1].tolist() == [1.0, 0.0, 0.0]
+    tifffile.imwrite(tmp_path / "w.tif", np.zeros((2, 2), np.uint8), photometric="miniswhite")
+    assert float(read_image(tmp_path / "w.tif").pixels.min()) == 1.0
+
+
+def test_palette_png_and_bmp_are_expanded_to_rgb(tmp_path) -> None:
+    palette = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), "P")
+    palette.putpalette([0, 0, 255, 255, 255, 0] + [0] * 762)
+    for suffix in (".png", ".bmp"):
+        palette.save(tmp_path / f"p{suffix}")
+        image = read_image(tmp_path / f"p{suffix}")
+        assert image.pixels.shape == (1, 3, 2, 2)
+        assert image.pixels[0, :, 0, 0].tolist() == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_constant_colour_images_are_fine(tmp_path, value) -> None:
+    Image.fromarray(np.full((3, 5, 3), value, np.uint8)).save(tmp_path / "c.png")
+    image = read_image(tmp_path / "c.png")
+    assert image.pixels.shape == (1, 1, 3, 5) and float(image.pixels.mean()) == value / 255
+
+
+def test_non_integer_tiff_samples_are_refused(tmp_path) -> None:
+    tifffile.imwrite(tmp_path / "i.tif", np.zeros((3, 3), np.int16))
+    with pytest.raises(ImageReadError, match="int16"):
+        read_image(tmp_path / "i.tif")
+
+
+def test_float_tiff_outside_unit_range_is_refused(tmp_path) -> None:
+    tifffile.imwrite(tmp_path / "f.tif", np.full((3, 3), 4.0, np.float32))
+    with pytest.raises(ImageReadError, match="rescale"):
+        read_image(tmp_path / "f.tif")
+
+
+def test_writing_refuses_an_unknown_extension(tmp_path) -> None:
+    with pytest.raises(ImageWriteError, match=r"\.webp"):
+        write_image(tmp_path / "x.webp", torch.rand(1, 1, 2, 2))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_write_leaves_nothing(tmp_path, monkeypatch) -> None:
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_image(tmp_path / "x.png", torch.rand(1, 1, 4, 4))
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ shared data
+
+_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not _DATA.is_dir(), reason="../shared/data is not present")
+@pytest.mark.parametrize(
+    ("folder", "channels"),
+    [
+        ("ivf/roadscene/ir", 1),
+        ("ivf/roadscene/vi", 3),
+        ("mmf/mri-ct/mri", 1),  # greyscale published as three identical channels
+        ("mmf/mri-ct/ct", 1),
+        ("mmf/mri-pet/pet", 3),
+        ("mff/mffw/a", 3),
+    ],
+)
+def test_shared_data_reads_with_the_expected_channels(folder, channels) -> None:
+    first = sorted((_DATA / folder).iterdir())[0]
+    image = read_image(first)
+    assert image.pixels.shape[1] == channels and image.bit_depth == 8
+    assert image.pixels.dtype == torch.float32 and float(image.pixels.min()) >= 0.0
