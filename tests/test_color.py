@@ -72,3 +72,57 @@ def test_grey_sources_give_a_grey_result() -> None:
 def test_shape_errors_name_the_shapes() -> None:
     with pytest.raises(ValueError, match=r"\(1, 2, 4, 4\)"):
         rgb_to_ycbcr(torch.rand(1, 2, 4, 4))
+
+
+def test_ycbcr_of_every_rgb_corner_stays_in_unit_range() -> None:
+    corners = torch.tensor(
+        [[r, g, b] for r in (0.0, 1.0) for g in (0.0, 1.0) for b in (0.0, 1.0)]
+    ).T.reshape(1, 3, 8, 1)
+    ycbcr = rgb_to_ycbcr(corners)
+    assert float(ycbcr.min()) >= -1e-6 and float(ycbcr.max()) <= 1 + 1e-6
+
+
+def test_ycbcr_to_rgb_clamps_out_of_gamut_values() -> None:
+    out_of_gamut = torch.tensor([1.0, 0.0, 1.0]).view(1, 3, 1, 1)  # bright Y, extreme chroma
+    rgb = ycbcr_to_rgb(out_of_gamut)
+    assert float(rgb.min()) >= 0.0 and float(rgb.max()) <= 1.0
+
+
+def test_the_more_saturated_source_dominates_each_pixel() -> None:
+    vivid = rgb_to_ycbcr(torch.tensor([0.1, 0.2, 0.9]).view(1, 3, 1, 1))[:, 1:]
+    faint = rgb_to_ycbcr(torch.tensor([0.5, 0.5, 0.55]).view(1, 3, 1, 1))[:, 1:]
+    mixed = saturation_weighted_chroma([vivid, faint])
+    # Nearer the vivid chroma than the plain mean would be.
+    assert (mixed - vivid).abs().sum() < ((vivid + faint) / 2 - vivid).abs().sum()
+    weights = (torch.stack([vivid, faint]) - 0.5).abs().sum(dim=2, keepdim=True)
+    expected = (torch.stack([vivid, faint]) * weights).sum(0) / weights.sum(0)
+    assert torch.allclose(mixed, expected)
+
+
+def test_grey_one_channel_sources_are_ignored_by_weighted_chroma() -> None:
+    colourful = torch.tensor([0.2, 0.7, 0.3]).view(1, 3, 1, 1).expand(2, 3, 4, 6)
+    result = restore_color(
+        luminance(colourful), [torch.rand(2, 1, 4, 6), colourful], ColorPolicy("chroma_weighted")
+    )
+    assert result.shape == (2, 3, 4, 6)
+    assert torch.allclose(result, colourful, atol=1e-5)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 0.5])
+@pytest.mark.parametrize("mode", ["chroma_weighted", "chroma_from"])
+def test_constant_inputs_give_no_nan(value, mode) -> None:
+    sources = [torch.full((1, 3, 5, 5), value), torch.full((1, 3, 5, 5), value)]
+    result = restore_color(torch.full((1, 1, 5, 5), value), sources, ColorPolicy(mode))
+    assert result.shape == (1, 3, 5, 5) and not torch.isnan(result).any()
+    assert torch.allclose(result, torch.full_like(result, value), atol=1e-6)
+
+
+def test_policy_descriptions_and_validation() -> None:
+    assert ColorPolicy("chroma_weighted").describe(["a", "b"]).startswith("chroma weighted")
+    assert ColorPolicy("chroma_from", 2).describe(["a", "b"]) == "chroma from source 3"
+    with pytest.raises(ValueError, match="unknown colour policy"):
+        ColorPolicy("average")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="source 1"):
+        restore_color(
+            torch.rand(1, 1, 2, 2), [torch.rand(1, 3, 2, 2)], ColorPolicy("chroma_from", 1)
+        )
