@@ -395,3 +395,24 @@ def test_shared_data_reads_with_the_expected_channels(folder, channels) -> None:
     image = read_image(first)
     assert image.pixels.shape[1] == channels and image.bit_depth == 8
     assert image.pixels.dtype == torch.float32 and float(image.pixels.min()) >= 0.0
+
+
+def test_outputs_get_the_usual_file_mode_not_the_temporary_one(tmp_path) -> None:
+    umask = os.umask(0o027)
+    try:
+        path = write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2))
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_failure_to_create_the_temporary_file_is_our_error(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_space)
+    with pytest.raises(ImageWriteError, match="No space left"):
+        write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2))
+    assert list(tmp_path.iterdir()) == []
