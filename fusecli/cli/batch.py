@@ -81,7 +81,11 @@ def _images(folder: Path) -> list[Path]:
 
 def _subfolders(folder: Path, skip: Path) -> list[Path]:
     return sorted(
-        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p != skip),
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and p.resolve() != skip
+        ),
         key=natural_key,
     )
 
@@ -198,7 +202,7 @@ def plan_batch(
     pending = [root]
     while pending:
         folder = pending.pop()
-        subfolders = _subfolders(folder, outdir)
+        subfolders = _subfolders(folder, outdir.resolve())
         found = _match_scheme([p.name for p in subfolders], schemes)
         if found is not None:
             tasks, scheme = found

@@ -55,9 +55,10 @@ def test_plan_finds_sibling_folders_suffix_pairs_and_scene_folders(tmp_path: Pat
     _image(root / "flat" / "r_A.jpg", 3)
     for i in (1, 2, 10):
         _image(root / "mef" / "scene" / f"e{i}.png", 3)
-    plan = plan_batch(root, tmp_path / "out", load_catalog(autoload=False))
+    _image(root / "out" / "road" / "x1.png")  # earlier outputs inside the input folder
+    plan = plan_batch(root, tmp_path / "in" / ".." / "in" / "out", load_catalog(autoload=False))
     found = {
-        (job.task, str(job.output.relative_to(tmp_path / "out")), job.sources[0].name)
+        (job.task, str(job.output.relative_to(root / ".." / "in" / "out")), job.sources[0].name)
         for job in plan.jobs
     }
     assert found == {
