@@ -15,6 +15,7 @@ Policies:
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import tempfile
@@ -262,7 +263,7 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
 def _declared_size(path: Path, suffix: str) -> tuple[int, int]:
     """(height, width) from the file header, without decoding pixels."""
     if suffix in _TIFF:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             return int(page.imagelength), int(page.imagewidth)
     if suffix == ".png":
@@ -276,6 +277,27 @@ def _declared_size(path: Path, suffix: str) -> tuple[int, int]:
     with _without_pillow_limit(), Image.open(path) as image:
         width, height = image.size
     return height, width
+
+
+class _DropRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Silence tifffile's log lines about damaged tags while we read.
+
+    Without handlers, Python prints them to stderr beside our one-line error; a file that is
+    damaged beyond use raises ImageReadError anyway, and one that still reads is fine.
+    """
+    logger = logging.getLogger("tifffile")
+    drop = _DropRecords()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 @contextmanager
@@ -323,7 +345,7 @@ def _invert(array: np.ndarray) -> np.ndarray:
 def _decode(path: Path, suffix: str) -> tuple[np.ndarray, int]:
     """Pixels as (H, W) or (H, W, C) and the EXIF orientation (1 = as stored)."""
     if suffix in _TIFF:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             array = page.asarray()
             axes = page.axes

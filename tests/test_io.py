@@ -416,3 +416,16 @@ def test_a_failure_to_create_the_temporary_file_is_our_error(tmp_path, monkeypat
     with pytest.raises(ImageWriteError, match="No space left"):
         write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tifffile_log_lines_do_not_reach_the_user(tmp_path, caplog) -> None:
+    path = tmp_path / "es.tif"
+    tifffile.imwrite(
+        path, np.zeros((2, 2, 2), np.uint8), photometric="minisblack", extrasamples=["unassalpha"]
+    )
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tif.pages.first.tags["ExtraSamples"].overwrite(7)  # tifffile logs "not a valid EXTRASAMPLE"
+    with caplog.at_level("DEBUG"):
+        image = read_image(path)
+    assert image.pixels.shape == (1, 1, 2, 2)
+    assert [r for r in caplog.records if r.name.startswith("tifffile")] == []

@@ -104,7 +104,10 @@ def test_valid_images_from_other_writers_round_trip(
         assert image.pixels.shape[-2:] == (height, width)
         # Pillow stores what it can losslessly in PNG and BMP only for 8-bit and grey 16-bit;
         # the TIFF writer is lossless for every combination here.
-        stored = Image.open(path).mode if writer in ("png", "bmp") else None
+        stored = None
+        if writer in ("png", "bmp"):
+            with Image.open(path) as written:
+                stored = written.mode
         if writer == "tif" or (writer == "png" and stored in ("L", "LA", "RGB", "RGBA")):
             expected = _expected(array)
             assert tuple(image.pixels.shape[1:]) == expected.shape
