@@ -228,6 +228,8 @@ def _check_readable(path: Path) -> None:
             f"{path}: unsupported file type {path.suffix or '(no extension)'}; "
             f"use one of {', '.join(sorted(SUPPORTED_EXTENSIONS))}"
         )
+    if not os.access(path, os.R_OK):
+        raise ImageReadError(f"{path}: permission denied; make the file readable")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty (0 bytes)")
 

@@ -429,3 +429,11 @@ def test_tifffile_log_lines_do_not_reach_the_user(tmp_path, caplog) -> None:
         image = read_image(path)
     assert image.pixels.shape == (1, 1, 2, 2)
     assert [r for r in caplog.records if r.name.startswith("tifffile")] == []
+
+
+def test_an_unreadable_file_says_permission_denied(tmp_path, monkeypatch) -> None:
+    path = write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2))
+    # Simulated, because the tests may run as root, who can read anything.
+    monkeypatch.setattr(os, "access", lambda p, mode: mode != os.R_OK)
+    with pytest.raises(ImageReadError, match="permission denied"):
+        read_image(path)
