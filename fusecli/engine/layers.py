@@ -317,7 +317,7 @@ class WindowAttention(nn.Module):
         # are matrix products, which beat a reduction over 8 contiguous channels by far.
         dots = (q.unsqueeze(2) * k.unsqueeze(1)) @ sums
         qk = qkv[..., : 2 * c]
-        squares = (qk * qk) @ torch.block_diag(sums, sums)
+        squares = (qk * qk) @ _head_sum_matrix(2 * c, 2 * heads, planes.device, planes.dtype)
         # Cosine similarity: the dot products times both inverse norms, as F.normalize does.
         inv_norms = squares.clamp_min(_NORM_EPS_SQUARED).rsqrt()
         inv_q = (inv_norms[..., :heads] * scales).unsqueeze(2)
@@ -448,8 +448,13 @@ class SwinV2Block(nn.Module):
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """The block on window planes (B, P, n, C); see :meth:`WindowAttention.forward_planes`."""
-        x = planes + self.norm1(self.attn.forward_planes(planes, qkv_bias, scales, bias, mask))
-        return x + self.norm2(self.mlp(x))
+        attended = self.norm1(self.attn.forward_planes(planes, qkv_bias, scales, bias, mask))
+        if torch.is_grad_enabled():
+            x = planes + attended
+            return x + self.norm2(self.mlp(x))
+        # In place without autograd (same sums: addition commutes exactly).
+        x = attended.add_(planes)
+        return self.norm2(self.mlp(x)).add_(x)
 
 
 class SwinBlocks(nn.Module):
