@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from fusecli.atomic import atomic_path
 from fusecli.errors import ImageReadError, ImageWriteError
 
 SUPPORTED_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -165,21 +165,11 @@ def write_image(
     array = _to_array(pixels, alpha if suffix in _ALPHA_FORMATS else None)
     depth = _storable_depth(suffix, bit_depth)
     data = _encode(array, suffix, depth)
-    tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file 0600; give the output the mode any new file would get.
-        os.chmod(tmp, _new_file_mode())
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
     except OSError as exc:
         raise ImageWriteError(f"{path}: could not be written ({_short(exc)})") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -516,13 +506,6 @@ def _encode(array: np.ndarray, suffix: str, bit_depth: int) -> bytes:
     else:
         image.save(buffer, format="BMP")
     return buffer.getvalue()
-
-
-def _new_file_mode() -> int:
-    """0o666 minus the process umask (read by setting it back at once; there is no getter)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _short(exc: BaseException) -> str:
