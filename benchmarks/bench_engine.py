@@ -12,7 +12,7 @@ so the ratio is measured under the same machine load; the worktree is removed af
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import shutil
 import statistics
 import subprocess
@@ -29,23 +29,12 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_engine_from(root: Path, alias: str) -> ModuleType:
-    """Import ``<root>/fusecli`` as the package ``alias`` (its engine imports follow the alias)."""
-    spec = importlib.util.spec_from_file_location(
-        alias, root / "fusecli" / "__init__.py", submodule_search_locations=[str(root / "fusecli")]
-    )
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[alias] = package
-    spec.loader.exec_module(package)
-    return importlib.import_module(f"{alias}.engine")
-
-
 def baseline_engine(revision: str, workdir: Path) -> ModuleType:
     """The engine of ``revision``, checked out into a worktree under ``workdir``.
 
-    Its modules import ``fusecli.*`` by absolute name, so the baseline tree is put first on
-    ``sys.path`` only while its modules load, under the alias ``fusecli_baseline``; imports of
-    ``fusecli`` inside it are redirected by temporarily swapping ``sys.modules`` entries.
+    The baseline's modules import ``fusecli.*`` by absolute name, so they are loaded with the
+    worktree first on ``sys.path`` and the current ``fusecli`` modules set aside; afterwards the
+    current modules are restored and the baseline's stay reachable as ``fusecli_baseline.*``.
     """
     tree = workdir / "baseline"
     subprocess.run(
