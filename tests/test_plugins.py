@@ -179,3 +179,17 @@ def test_resolve_weights_without_shipped_weights_says_what_to_do(tmp_path: Path)
         assert "--weights" in str(exc)
     else:
         assert path.is_file()
+
+
+@pytest.mark.parametrize("name", sorted(plugins.load_catalog(autoload=False).tasks))
+def test_every_registered_task_fuses_a_small_random_input(name: str) -> None:
+    # Contract over every task: the real network, one colour and grey sources, odd size.
+    spec = plugins.load_catalog(autoload=False).get(name).spec
+    torch.manual_seed(0)
+    net = PSLPT().eval()
+    sources = [torch.rand(1, 3 if i == 0 else 1, 19, 23) for i in range(spec.min_inputs)]
+    with torch.no_grad():
+        fused = plugins.fuse_sources(net, spec, sources)
+    assert fused.shape[0] == 1 and fused.shape[-2:] == (19, 23) and fused.shape[1] in (1, 3)
+    assert not torch.isnan(fused).any()
+    assert float(fused.min()) >= 0.0 and float(fused.max()) <= 1.0
