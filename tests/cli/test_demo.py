@@ -9,9 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from fusecli import plugins
 from fusecli.cli.demo import SIMULATORS, draw_scene
 from fusecli.cli.main import build_app
 from fusecli.engine import PSLPT, save_weights
+from fusecli.errors import WeightsError
 from fusecli.io import read_image, write_image
 
 runner = CliRunner()
@@ -56,10 +58,16 @@ def test_demo_writes_every_task_and_a_contact_sheet(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "--overwrite" in again.stderr
 
 
-def test_without_weights_the_demo_fails_clearly_and_writes_nothing(tmp_path: Path) -> None:
+def _no_shipped_weights(name: str) -> Path:
+    raise WeightsError(f"no shipped weights named {name!r}")
+
+
+def test_without_weights_the_demo_fails_clearly_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh install before weights are trained: the shipped file is missing.
+    monkeypatch.setattr(plugins, "shipped_weights_path", _no_shipped_weights)
     result = runner.invoke(build_app(), ["demo", "-o", str(tmp_path / "demo")])
-    if result.exit_code == 0:
-        pytest.skip("trained weights are installed")
     assert result.exit_code == 1 and "--weights" in result.stderr
     assert not (tmp_path / "demo").exists()
 

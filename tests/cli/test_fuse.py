@@ -13,8 +13,10 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
+from fusecli import plugins
 from fusecli.cli.main import build_app
 from fusecli.engine import PSLPT, save_weights
+from fusecli.errors import WeightsError
 from fusecli.io import read_image, write_image
 from tests.plugin_package import RGBNIR_MODULE, make_plugin_distribution
 
@@ -125,12 +127,18 @@ def test_errors_come_before_any_work_and_leave_no_file(tmp_path: Path, weights: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png"]
 
 
-def test_without_shipped_weights_the_error_says_to_pass_weights(tmp_path: Path) -> None:
+def _no_shipped_weights(name: str) -> Path:
+    raise WeightsError(f"no shipped weights named {name!r}")
+
+
+def test_without_shipped_weights_the_error_says_to_pass_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh install before weights are trained: the shipped file is missing.
+    monkeypatch.setattr(plugins, "shipped_weights_path", _no_shipped_weights)
     a = _image(tmp_path / "a.png", 1)
     b = _image(tmp_path / "b.png", 1, seed=3)
     result = _run("ivf", str(a), str(b), "-o", str(tmp_path / "o.png"))
-    if result.exit_code == 0:
-        pytest.skip("trained weights are installed")
     assert result.exit_code == 1 and "--weights" in result.stderr
 
 
