@@ -16,7 +16,8 @@ commute with the gather, so the result equals the window_partition/roll formulat
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, wraps
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,23 @@ _NORM_EPS_SQUARED = 1e-24
 # Tokens per chunk of the no_grad block loop: large enough that per-op overhead stays small,
 # small enough that a chunk's intermediates (about 1 KB per token) stay in the L2/L3 caches.
 CHUNK_TOKENS = 8192
+
+
+def _constant_cache(build: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Memoise a tensor that depends only on its arguments (indices, masks, 0/1 matrices).
+
+    The tensor is built outside inference mode: a constant first built inside
+    ``torch.inference_mode()`` (as the CLI fuses) would be an inference tensor, which a later
+    training forward in the same process could not save for backward.
+    """
+
+    @lru_cache(maxsize=64)
+    @wraps(build)
+    def cached(*args):
+        with torch.inference_mode(False), torch.no_grad():
+            return build(*args)
+
+    return cached
 
 
 def reflect_pad(x: torch.Tensor, pad: int = 1) -> torch.Tensor:
@@ -108,7 +126,7 @@ def relative_position_index(window: int) -> torch.Tensor:
     return relative[..., 0] * (2 * window - 1) + relative[..., 1]
 
 
-@lru_cache(maxsize=64)
+@_constant_cache
 def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
     region = torch.zeros(height, width)
     bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
@@ -135,7 +153,7 @@ def shifted_window_mask(
     return _shift_mask_cpu(height, width, window, shift).to(device)
 
 
-@lru_cache(maxsize=64)
+@_constant_cache
 def _plane_index_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
     offsets = torch.arange(window)
     rows = (torch.arange(0, height, window)[:, None] + offsets + shift) % height
@@ -159,7 +177,7 @@ def window_plane_index(
     return _plane_index_cpu(height, width, window, shift).to(device)
 
 
-@lru_cache(maxsize=64)
+@_constant_cache
 def _inverse_plane_index_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
     flat = _plane_index_cpu(height, width, window, shift).flatten()
     inverse = torch.empty_like(flat)
@@ -167,7 +185,7 @@ def _inverse_plane_index_cpu(height: int, width: int, window: int, shift: int) -
     return inverse
 
 
-@lru_cache(maxsize=64)
+@_constant_cache
 def _padded_plane_index_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
     # The same tokens' flat index in the (H + 2, W + 2) grid padded by one on every side.
     index = _plane_index_cpu(height, width, window, shift)
@@ -189,14 +207,14 @@ def fill_pad_border(padded: torch.Tensor) -> torch.Tensor:
     return padded
 
 
-@lru_cache(maxsize=64)
+@_constant_cache
 def _plane_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
     # (nW, query, key) -> (query, key, nW, 1): broadcasts over the heads of (B, P, P, n, heads).
     mask = _shift_mask_cpu(height, width, window, shift)
     return mask.permute(1, 2, 0).unsqueeze(-1).contiguous()
 
 
-@lru_cache(maxsize=16)
+@_constant_cache
 def _head_sum_matrix(
     channels: int, heads: int, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:

@@ -124,3 +124,14 @@ def test_training_forward_gives_every_parameter_a_gradient() -> None:
 def test_training_forward_refuses_sizes_the_pyramid_cannot_hold() -> None:
     with pytest.raises(ValueError, match="multiples of 16"):
         PSLPT()(torch.rand(1, 1, 24, 32), torch.rand(1, 1, 24, 32))
+
+
+def test_training_after_inference_mode_in_the_same_process() -> None:
+    # Constants cached while the CLI fused under inference_mode must stay usable by autograd.
+    net = PSLPT()
+    a, b = torch.rand(2, 1, 1, 32, 48)
+    with torch.inference_mode():
+        net.fuse(a, b, faf_set=2)
+    fused, recon_a, _ = net(a, b, faf_set=2)
+    (fused.mean() + recon_a.mean()).backward()
+    assert net.faf2.bands[0].proj_out.weight.grad is not None
