@@ -37,6 +37,7 @@ __all__ = [
     "crop_and_flip",
     "dev_split",
     "epoch_indices",
+    "held_out_pairs",
     "labeled_batch",
     "load_train_data",
     "load_validation_data",
@@ -255,6 +256,25 @@ def load_train_data(
         train, _ = _pair_split(root, pairs)
         unlabeled += [_pair(root / pairs.path, pairs.dirs, n) for n in train[rank::world_size]]
     return TrainData(tuple(mff), tuple(mef), tuple(unlabeled))
+
+
+def held_out_pairs(root: Path, config: DataConfig) -> dict[str, list[str]]:
+    """Names of the pairs each real pair folder keeps out of training (its development split).
+
+    Evaluation code uses this to score a model only on pairs it never saw, with exactly the split
+    the trainer made.
+
+    Args:
+        root: data root (``recipe.data_root``).
+        config: data section of the recipe.
+
+    Returns:
+        {folder path as written in the recipe: development file names}, for every labeled and
+        unlabeled folder of the recipe; folders the recipe does not list are not keys.
+    """
+    held_out = {folders.path: _labeled_split(root, folders)[1] for folders in config.labeled}
+    held_out.update({pairs.path: _pair_split(root, pairs)[1] for pairs in config.unlabeled})
+    return held_out
 
 
 def _center_crop(image: np.ndarray, size: int) -> np.ndarray:

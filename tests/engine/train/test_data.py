@@ -15,6 +15,7 @@ from fusecli.engine.train.data import (
     crop_and_flip,
     dev_split,
     epoch_indices,
+    held_out_pairs,
     labeled_batch,
     load_train_data,
     load_validation_data,
@@ -153,6 +154,23 @@ def test_load_shards_and_validation_from_folders(tmp_path):
     assert val.mff[0].shape == (1, 1, 32, 32)
     assert val.mef[0].shape == (2, 1, 32, 32)  # one simulated + one real triple
     assert val.unlabeled[0].shape == (1, 1, 32, 32)
+
+
+def test_held_out_pairs_are_the_development_split_the_trainer_skips(tmp_path):
+    root = _folders(tmp_path)
+    config = DataConfig(
+        labeled=(
+            LabeledFolders(task="mff", path="lab", dirs=("s1", "s2", "gt"), dev_fraction=0.2),
+        ),
+        unlabeled=(PairFolders(name="p", path="pairs", dirs=("ir", "vi"), dev_fraction=0.34),),
+    )
+    held_out = held_out_pairs(root, config)
+    assert held_out == {"lab": ["3.png"], "pairs": ["4.png", "5.png"]}
+    # Every image is distinct across names, so training must contain none of the held-out ones.
+    trained = load_train_data(root, config)
+    held = [read_luma(root / "pairs" / "ir" / n) for n in held_out["pairs"]]
+    assert len(trained.unlabeled) == 4
+    assert not any(np.array_equal(item.a, h) for item in trained.unlabeled for h in held)
 
 
 def test_mismatched_pair_folders_are_a_fuse_error(tmp_path):
