@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
             "--init",
             exists=True,
             dir_okay=False,
-            help="Weights (.safetensors) to start stage 2 from, instead of the stage-1 output.",
+            help="Weights (.safetensors) the first stage run starts from: stage 2 with --stage 2 "
+            "(instead of the stage-1 output), else stage 1 (fine-tuning).",
         ),
         overrides: list[str] = typer.Option(
             [],

@@ -424,7 +424,8 @@ def _train(
         run_dir: output directory (default ``recipe.output_dir``).
         stages: which stages to run, in order.
         resume: continue from ``run_dir/checkpoint.pt``.
-        init_weights: weights file to start stage 2 from instead of the run's stage-1 output.
+        init_weights: weights file the first stage of ``stages`` starts from (stage 2: instead of
+            the run's stage-1 output; stage 1: instead of scratch, i.e. fine-tuning).
         device: overrides ``recipe.device``.
         stop_after: return after this many optimisation steps in this call (as if interrupted;
             no checkpoint is written at the stop). For tests and time-boxed runs.
@@ -469,10 +470,10 @@ def _train(
     result = TrainResult(net=net, run_dir=run_dir)
     steps_left = stop_after
 
-    for stage_index in stages:
+    enabled = [i for i in stages if (recipe.stage1 if i == 1 else recipe.stage2).enabled]
+    for stage_index in enabled:
         stage = recipe.stage1 if stage_index == 1 else recipe.stage2
-        if not stage.enabled:
-            continue
+        first_stage = stage_index == enabled[0]
         if stage_index == 1 and stage.batch_mff + stage.batch_mef and not (data.mff or data.mef):
             raise FuseError("stage 1 has no labeled images; set data.natural.dirs or data.labeled")
         if stage.batch_unlabeled and not data.unlabeled:
@@ -485,8 +486,8 @@ def _train(
         # ---- initialise the stage (nanoGPT init_from): scratch, previous stage, or a file
         if resuming:
             net.load_state_dict(ckpt["model"])
-        elif stage.init_from != "scratch" or init_weights is not None:
-            if init_weights is not None and stage_index > 1:
+        elif stage.init_from != "scratch" or (init_weights is not None and first_stage):
+            if init_weights is not None and first_stage:
                 source = init_weights
             else:
                 which = "best" if stage.init_from == "previous_best" else "last"

@@ -100,6 +100,24 @@ def test_stage2_trains_only_faf2_starting_from_faf1(data_dir, tmp_path):
 
 @pytest.mark.data
 @pytest.mark.slow
+def test_init_weights_start_stage_1_when_it_is_the_first_stage(data_dir, full_run, tmp_path):
+    _, full_dir = full_run
+    start = load_weights(full_dir / "stage2_last.safetensors").state_dict()
+    # With a zero learning rate the stage ends where it started: at the given weights.
+    recipe = _smoke(data_dir, "stage1.lr=0.0", "stage1.length=1")
+    init = full_dir / "stage2_last.safetensors"
+    net = train(recipe, run_dir=tmp_path / "a", stages=(1,), init_weights=init, progress=False).net
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, start[k]), k
+    scratch = train(recipe, run_dir=tmp_path / "b", stages=(1,), progress=False).net
+    assert not torch.equal(
+        scratch.state_dict()["faf1." + next(iter(net.faf1.state_dict()))],
+        start["faf1." + next(iter(net.faf1.state_dict()))],
+    )
+
+
+@pytest.mark.data
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_after", [3, 5])  # mid stage 1; mid stage 2 (after the handover)
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(
     data_dir, tmp_path, full_run, stop_after
