@@ -1,6 +1,6 @@
 """Results table of the model card: the shipped model against classical fusion on held-out pairs.
 
-    python benchmarks/model_card.py                        # the whole table (~15 min on 2 cores)
+    python benchmarks/model_card.py                        # the whole table (~20 min on 2 cores)
     python benchmarks/model_card.py --max-pairs 2          # a quick look at every set
     python benchmarks/model_card.py --update-card --contact-sheet weights/contact-sheet.png
 
