@@ -49,7 +49,7 @@ from classical import average_fusion, laplacian_fusion
 
 from fusecli.color import restore_color
 from fusecli.engine.model import PSLPT
-from fusecli.engine.train.data import IMAGE_SUFFIXES, held_out_pairs, natural_key
+from fusecli.engine.train.data import held_out_pairs, list_images
 from fusecli.engine.train.recipe import Recipe
 from fusecli.engine.weights import load_weights, shipped_weights_path
 from fusecli.hookspecs import TaskSpec
@@ -103,11 +103,6 @@ class EvalSet:
     names: tuple[str, ...]
 
 
-def _image_names(folder: Path) -> list[str]:
-    names = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(names, key=natural_key)
-
-
 def evaluation_sets(recipe: Recipe, data_root: Path, max_pairs: int) -> list[EvalSet]:
     """The development sets of the issue, each limited to its held-out pairs.
 
@@ -128,7 +123,7 @@ def evaluation_sets(recipe: Recipe, data_root: Path, max_pairs: int) -> list[Eva
             )
         sets.append(EvalSet(name, task, data_root / path, dirs, tuple(held_out[path])))
     for name, task, path, dirs in EVALUATION_ONLY:
-        names = held_out.get(path, _image_names(data_root / path / dirs[0]))
+        names = held_out.get(path, list_images(data_root / path / dirs[0]))
         sets.append(EvalSet(name, task, data_root / path, dirs, tuple(names)))
     if max_pairs:
         sets = [EvalSet(s.name, s.task, s.folder, s.dirs, s.names[:max_pairs]) for s in sets]

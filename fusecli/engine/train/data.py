@@ -39,6 +39,7 @@ __all__ = [
     "epoch_indices",
     "held_out_pairs",
     "labeled_batch",
+    "list_images",
     "load_train_data",
     "load_validation_data",
     "natural_key",
@@ -83,10 +84,11 @@ def natural_key(name: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
 
 
-def _list_images(folder: Path) -> list[str]:
+def list_images(folder: Path) -> list[str]:
+    """Image file names in ``folder``, in natural order (FuseError if the folder is missing)."""
     if not folder.is_dir():
         raise FuseError(
-            f"training data folder {folder} does not exist; fix data paths in the recipe"
+            f"data folder {folder} does not exist; fix the data root or paths in the recipe"
         )
     names = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
     return sorted(names, key=natural_key)
@@ -179,7 +181,7 @@ def _natural_split(root: Path, config: DataConfig) -> tuple[list[Path], list[Pat
     for folder in config.natural.dirs:
         path = root / folder
         # Natural images are independent, so spread the development picks over each folder.
-        t, d = dev_split(_list_images(path), config.natural.dev_fraction, "spread")
+        t, d = dev_split(list_images(path), config.natural.dev_fraction, "spread")
         train += [path / n for n in t]
         dev += [path / n for n in d]
     if config.natural.max_images:
@@ -190,9 +192,9 @@ def _natural_split(root: Path, config: DataConfig) -> tuple[list[Path], list[Pat
 
 def _labeled_split(root: Path, folders: LabeledFolders) -> tuple[list[str], list[str]]:
     base = root / folders.path
-    names = _list_images(base / folders.dirs[0])
+    names = list_images(base / folders.dirs[0])
     for d in folders.dirs[1:]:
-        missing = sorted(set(names) - set(_list_images(base / d)))
+        missing = sorted(set(names) - set(list_images(base / d)))
         if missing:
             raise FuseError(
                 f"{base / d} lacks {missing[0]} (and {len(missing) - 1} more); pairs need one name"
@@ -205,8 +207,8 @@ def _labeled_split(root: Path, folders: LabeledFolders) -> tuple[list[str], list
 
 def _pair_split(root: Path, pairs: PairFolders) -> tuple[list[str], list[str]]:
     base = root / pairs.path
-    names = _list_images(base / pairs.dirs[0])
-    other = set(_list_images(base / pairs.dirs[1]))
+    names = list_images(base / pairs.dirs[0])
+    other = set(list_images(base / pairs.dirs[1]))
     if set(names) != other:
         raise FuseError(
             f"{base / pairs.dirs[0]} and {base / pairs.dirs[1]} must hold the same file names"
