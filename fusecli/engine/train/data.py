@@ -316,11 +316,13 @@ def load_validation_data(root: Path, config: DataConfig, *, seed: int) -> Valida
         gt = _center_crop(read_luma(path), size).astype(np.float32) / 255.0
         for task in ("mff", "mef"):
             rng = np.random.default_rng([seed, STREAM_VALIDATION, i, task == "mef"])
-            a, b = (
-                simulate_mff(gt, rng, config.mff)
-                if task == "mff"
-                else simulate_mef(gt, rng, config.mef)
-            )
+            if task == "mff":
+                a, b = simulate_mff(gt, rng, config.mff)
+            else:
+                a, b = simulate_mef(gt, rng, config.mef)
+                # Both orders in equal shares, fixed per image, so the score stays comparable.
+                if config.mef.random_order and i % 2:
+                    a, b = b, a
             tasks[task].append((a, b, gt))
     for folders in config.labeled:
         _, dev = _labeled_split(root, folders)
@@ -428,6 +430,8 @@ def labeled_batch(
                 x.astype(np.float32) / 255.0
                 for x in crop_and_flip([*item.sources, item.target], crop, rng)
             )
+        if task == "mef" and mef.random_order and rng.random() < 0.5:
+            a, b = b, a
         sources_a.append(a)
         sources_b.append(b)
         targets.append(gt)

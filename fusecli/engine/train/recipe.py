@@ -83,6 +83,10 @@ class MEFSimulation:
     # full scale); 0.01 taught the network to smooth away the fine detail of clean brackets.
     shot_noise: tuple[float, ...] = (0.0, 0.001)
     read_noise: tuple[float, ...] = (0.0, 0.002)  # standard deviation, linear units
+    # Feed the two exposures in a random order instead of always the darker first. A network
+    # trained on one order learns an order-specific role for each encoder, and on real brackets
+    # (MEFB) that role fits worse than the swapped one (model card, "MEF input order").
+    random_order: bool = False
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,24 @@ def test_batches_are_deterministic_per_step_and_rank():
     assert u1.shape == (3, 1, 32, 32) and torch.allclose(u1 + u2, torch.ones_like(u1))
 
 
+def test_mef_random_order_swaps_about_half_the_brackets():
+    image = (np.random.default_rng(1).random((64, 64)) * 255).astype(np.uint8)
+    items = [LabeledItem(image)]
+    kw = dict(batch=64, crop=32, seed=0, step=0, rank=0, mff=MFFSimulation())
+    fixed = labeled_batch(items, "mef", mef=MEFSimulation(), **kw)
+    mixed = labeled_batch(items, "mef", mef=MEFSimulation(random_order=True), **kw)
+    # The default keeps the darker exposure first, as the paper's training pairs.
+    assert bool((fixed[0].mean((1, 2, 3)) < fixed[1].mean((1, 2, 3))).all())
+    darker_first = (mixed[0].mean((1, 2, 3)) < mixed[1].mean((1, 2, 3))).float().mean()
+    assert 0.25 < float(darker_first) < 0.75
+    # The same brackets and ground truths, only the order of the sources changes.
+    assert torch.equal(mixed[2], fixed[2])
+    for k in range(64):
+        same = torch.equal(mixed[0][k], fixed[0][k]) and torch.equal(mixed[1][k], fixed[1][k])
+        swapped = torch.equal(mixed[0][k], fixed[1][k]) and torch.equal(mixed[1][k], fixed[0][k])
+        assert same != swapped
+
+
 def _folders(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     for i in range(6):
