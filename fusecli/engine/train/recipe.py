@@ -83,6 +83,12 @@ class MEFSimulation:
     # full scale); 0.01 taught the network to smooth away the fine detail of clean brackets.
     shot_noise: tuple[float, ...] = (0.0, 0.001)
     read_noise: tuple[float, ...] = (0.0, 0.002)  # standard deviation, linear units
+    # Scene illumination: the linear image is multiplied by 2 ** (s * field), field a smooth random
+    # map spanning [-0.5, 0.5] and s uniform in this range of stops. A natural image alone has the
+    # dynamic range of a display; real brackets span more, and fusing them means keeping local
+    # contrast while compressing illumination. The ground truth stays the unlit image, which is
+    # exactly that compression. (0, 0): off.
+    illumination_stops: tuple[float, ...] = (0.0, 0.0)
     # Feed the two exposures in a random order instead of always the darker first. A network
     # trained on one order learns an order-specific role for each encoder, and on real brackets
     # (MEFB) that role fits worse than the swapped one (model card, "MEF input order").

@@ -27,6 +27,11 @@ add sensor noise in the linear domain (Poisson-like shot noise of variance ``k *
 ``shot_noise`` plus Gaussian read noise of std in ``read_noise``), clip at the sensor's saturation
 (1.0), go back through the response and are quantised to 8 bits. The under-exposure thus loses
 shadows to noise and quantisation, the over-exposure loses highlights to clipping, as in SICE.
+Optionally (``illumination_stops``) the irradiance is first lit unevenly, ``E * 2 ** (s * L)``
+with L a smooth random field in [-0.5, 0.5] (a low-frequency blob field blended with a ramp, as
+sky against ground), so the pair spans more than the image's own dynamic range while the ground
+truth keeps the even lighting: the network learns to compress illumination and keep local
+contrast, which is what real bracket fusion asks for.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import numpy as np
 
 from fusecli.engine.train.recipe import MEFSimulation, MFFSimulation
 
-__all__ = ["focus_mask", "gaussian_blur", "simulate_mef", "simulate_mff"]
+__all__ = ["focus_mask", "gaussian_blur", "illumination_field", "simulate_mef", "simulate_mff"]
 
 
 def _gaussian_taps(sigma: float) -> np.ndarray:
@@ -152,6 +157,27 @@ def _expose(
     return (np.round(rendered * 255.0) / 255.0).astype(np.float32)
 
 
+def illumination_field(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Smooth random lighting map spanning exactly [-0.5, 0.5] (0.5 up to 0 if flat).
+
+    A Gaussian random field smoothed at a third of the longer side, blended with a linear ramp at
+    a random angle in a random proportion.
+
+    Returns:
+        (H, W) float32.
+    """
+
+    def unit(field: np.ndarray) -> np.ndarray:
+        span = float(field.max() - field.min())
+        return (field - field.min()) / span if span > 0 else np.zeros_like(field)
+
+    noise = rng.standard_normal((height, width)).astype(np.float32)
+    blobs = unit(gaussian_blur(noise, max(height, width) / 3))
+    ramp = unit(_mask_field("half_plane", height, width, rng))
+    weight = float(rng.uniform())
+    return (unit(weight * blobs + (1 - weight) * ramp) - 0.5).astype(np.float32)
+
+
 def simulate_mef(
     image: np.ndarray, rng: np.random.Generator, config: MEFSimulation
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +193,9 @@ def simulate_mef(
     """
     gamma = _uniform(rng, config.gamma)
     linear = np.clip(image, 0.0, 1.0).astype(np.float32) ** gamma
+    stops = _uniform(rng, config.illumination_stops)
+    if stops > 0:
+        linear = linear * np.exp2(stops * illumination_field(*image.shape, rng))
     under = _expose(linear, 2.0 ** -_uniform(rng, config.under_stops), gamma, rng, config)
     over = _expose(linear, 2.0 ** _uniform(rng, config.over_stops), gamma, rng, config)
     return under, over

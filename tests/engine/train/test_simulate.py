@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from fusecli.engine.train.recipe import MEFSimulation, MFFSimulation
-from fusecli.engine.train.simulate import focus_mask, gaussian_blur, simulate_mef, simulate_mff
+from fusecli.engine.train.simulate import (
+    focus_mask,
+    gaussian_blur,
+    illumination_field,
+    simulate_mef,
+    simulate_mff,
+)
 
 
 def _image(seed: int = 0, size: int = 64) -> np.ndarray:
@@ -70,3 +76,28 @@ def test_mef_without_noise_follows_the_response_curve():
     # One stop under with gamma 2: y = sqrt(x^2 / 2) = x / sqrt(2); over clips at x >= 1/sqrt(2).
     assert np.allclose(under, np.round(gt / np.sqrt(2) * 255) / 255, atol=1e-6)
     assert np.all(over[gt >= 1 / np.sqrt(2) + 1e-3] == 1.0)
+
+
+def test_illumination_field_is_smooth_and_spans_one_unit():
+    field = illumination_field(64, 48, np.random.default_rng(3))
+    assert field.shape == (64, 48) and field.dtype == np.float32
+    assert np.isclose(field.min(), -0.5) and np.isclose(field.max(), 0.5)
+    # Smooth: neighbouring pixels differ by a small fraction of the span.
+    assert np.abs(np.diff(field, axis=0)).max() < 0.1
+    assert np.abs(np.diff(field, axis=1)).max() < 0.1
+
+
+def test_uneven_illumination_lights_the_pair_but_not_the_ground_truth():
+    gt = np.full((32, 32), 0.5, dtype=np.float32)
+    quiet = dict(
+        under_stops=(2.0, 2.0), over_stops=(2.0, 2.0), gamma=(2.0, 2.0),
+        shot_noise=(0.0, 0.0), read_noise=(0.0, 0.0),
+    )  # fmt: skip
+    flat_under, _ = simulate_mef(gt, np.random.default_rng(0), MEFSimulation(**quiet))
+    lit_under, _ = simulate_mef(
+        gt, np.random.default_rng(0), MEFSimulation(illumination_stops=(3.0, 3.0), **quiet)
+    )
+    assert flat_under.std() == 0
+    # 3 stops of lighting with gamma 2: the rendered under-exposure spans 2 ** 1.5 in value.
+    ratio = lit_under.max() / lit_under.min()
+    assert 2 ** 1.5 * 0.9 < ratio < 2 ** 1.5 * 1.1
