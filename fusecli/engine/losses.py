@@ -51,6 +51,10 @@ class LossWeights:
         unsupervised_recon: beta_1, weight of the reconstruction in Eq. 6.
         texture: beta_2, weight of the texture loss in Eq. 7.
         ssim: beta_3, weight of the structural loss in Eq. 7.
+        supervised_texture: weight of the texture loss (Eq. 9, against the sources) added to the
+            supervised MFF/MEF loss of Eq. 3-4. Not in the paper (0 there): the ground truth
+            alone rewards edges as strong as the sharp original, while fusion is judged by how
+            much of each source's edges survive (Qabf), which the texture loss measures directly.
     """
 
     mef: float = 0.1
@@ -59,6 +63,7 @@ class LossWeights:
     unsupervised_recon: float = 1.25
     texture: float = 1.0
     ssim: float = 0.5
+    supervised_texture: float = 0.0
 
 
 def _check_image(name: str, x: torch.Tensor) -> None:
@@ -209,8 +214,11 @@ def supervised_task_loss(
     b: torch.Tensor,
     *,
     recon_weight: float,
+    texture_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Eq. 3 / Eq. 4: ``1 - SSIM(I, I^) + lambda_1 (|a^ - a|_1 + |b^ - b|_1)`` for MFF or MEF.
+
+    With ``texture_weight`` > 0, ``texture_weight * L_text(f, a, b)`` (Eq. 9) is added.
 
     Args:
         fused: (N, 1, H, W) network output.
@@ -218,13 +226,19 @@ def supervised_task_loss(
         target: (N, 1, H, W) ground truth.
         a, b: (N, 1, H, W) sources.
         recon_weight: lambda_1.
+        texture_weight: weight of the texture term (0: the paper's loss).
 
     Returns:
-        Dict with scalar tensors ``total``, ``ssim`` (the 1 - SSIM term) and ``recon``.
+        Dict with scalar tensors ``total``, ``ssim`` (the 1 - SSIM term) and ``recon``, plus
+        ``texture`` when ``texture_weight`` > 0.
     """
     fusion = 1 - ssim(target, fused)
     recon = reconstruction_loss(recon_a, recon_b, a, b)
-    return {"total": fusion + recon_weight * recon, "ssim": fusion, "recon": recon}
+    parts = {"total": fusion + recon_weight * recon, "ssim": fusion, "recon": recon}
+    if texture_weight > 0:
+        parts["texture"] = texture_loss(fused, a, b)
+        parts["total"] = parts["total"] + texture_weight * parts["texture"]
+    return parts
 
 
 def unsupervised_loss(

@@ -32,6 +32,19 @@ def test_ssim_of_identical_images_is_one_and_loss_zero():
     assert parts["total"].item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_supervised_texture_term_is_off_by_default_and_adds_weight_times_texture_loss():
+    g = torch.Generator().manual_seed(1)
+    f, ra, rb, gt, a, b = (torch.rand(2, 1, 24, 24, generator=g) for _ in range(6))
+    plain = L.supervised_task_loss(f, ra, rb, gt, a, b, recon_weight=0.5)
+    assert "texture" not in plain
+    textured = L.supervised_task_loss(f, ra, rb, gt, a, b, recon_weight=0.5, texture_weight=0.3)
+    expected_texture = L.texture_loss(f, a, b)
+    assert torch.equal(textured["texture"], expected_texture)
+    assert textured["total"].item() == pytest.approx(
+        plain["total"].item() + 0.3 * expected_texture.item(), rel=1e-6
+    )
+
+
 def test_ssim_of_constant_images_matches_closed_form():
     # Constant images have zero variance and covariance, so SSIM = (2ab + C1) / (a^2 + b^2 + C1).
     a, b = 0.2, 0.7

@@ -93,6 +93,7 @@ def _loss_weights(recipe: Recipe) -> LossWeights:
         unsupervised_recon=c.unsupervised_recon_weight,
         texture=c.texture_weight,
         ssim=c.ssim_weight,
+        supervised_texture=c.supervised_texture_weight,
     )
 
 
@@ -244,9 +245,11 @@ def _validate(
             a, b, gt = a.to(device), b.to(device), gt.to(device)
             fused, ra, rb = net(a, b, faf_set=stage.faf_set)
             k = a.shape[0]
-            totals += k * float(
-                supervised_task_loss(fused, ra, rb, gt, a, b, recon_weight=weights.recon)["total"]
-            )
+            parts = supervised_task_loss(
+                fused, ra, rb, gt, a, b, recon_weight=weights.recon,
+                texture_weight=weights.supervised_texture,
+            )  # fmt: skip
+            totals += k * float(parts["total"])
             clamped = fused.clamp(0, 1)
             psnrs += k * _psnr(clamped, gt)
             ssims += k * float(ssim(clamped, gt))
@@ -303,8 +306,9 @@ def _train_step(
             sl = slice(start, start + ta.shape[0])
             start += ta.shape[0]
             parts = supervised_task_loss(
-                fused[sl], ra[sl], rb[sl], gt, ta, tb, recon_weight=weights.recon
-            )
+                fused[sl], ra[sl], rb[sl], gt, ta, tb, recon_weight=weights.recon,
+                texture_weight=weights.supervised_texture,
+            )  # fmt: skip
             task_losses[task] = parts
             logs.update({f"{task}_{k}": float(v.detach()) for k, v in parts.items()})
     zero = {"total": torch.zeros((), device=next(iter(batches.values()))[0].device)}

@@ -46,6 +46,9 @@ class LossConfig:
     unsupervised_recon_weight: float = 1.25  # beta_1, Eq. 6
     texture_weight: float = 1.0  # beta_2, Eq. 7
     ssim_weight: float = 0.5  # beta_3, Eq. 7
+    # Not in the paper (0 there): texture loss (Eq. 9) against the sources, added to the
+    # supervised MFF/MEF loss; see LossWeights.supervised_texture.
+    supervised_texture_weight: float = 0.0
 
 
 @dataclass(frozen=True)

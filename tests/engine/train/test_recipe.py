@@ -12,7 +12,7 @@ from fusecli.errors import RecipeError
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
 
-@pytest.mark.parametrize("name", ["two_stage.yaml", "cpu.yaml", "smoke.yaml"])
+@pytest.mark.parametrize("name", ["two_stage.yaml", "cpu.yaml", "cpu_refine.yaml", "smoke.yaml"])
 def test_shipped_recipes_load(name):
     recipe = Recipe.from_file(RECIPES / name)
     assert recipe.stage1.faf_set == 1 and recipe.stage2.faf_set == 2
@@ -31,6 +31,7 @@ def test_two_stage_recipe_has_the_paper_values():
         loss.texture_weight,
         loss.ssim_weight,
     ) == (0.1, 0.5, 0.1, 1.25, 1.0, 0.5)
+    assert loss.supervised_texture_weight == 0.0  # our addition, off in the paper's recipe
     assert r.optimizer.name == "adam"
     s1, s2 = r.stage1, r.stage2
     assert (s1.unit, s1.length, s1.lr, s1.lr_decay_at, s1.lr_decay_factor) == (

@@ -100,4 +100,4 @@ def test_uneven_illumination_lights_the_pair_but_not_the_ground_truth():
     assert flat_under.std() == 0
     # 3 stops of lighting with gamma 2: the rendered under-exposure spans 2 ** 1.5 in value.
     ratio = lit_under.max() / lit_under.min()
-    assert 2 ** 1.5 * 0.9 < ratio < 2 ** 1.5 * 1.1
+    assert 2**1.5 * 0.9 < ratio < 2**1.5 * 1.1
