@@ -84,8 +84,8 @@ class TrainResult:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _loss_weights(recipe: Recipe) -> LossWeights:
-    c = recipe.loss
+def _loss_weights(recipe: Recipe, stage: StageConfig) -> LossWeights:
+    c = stage.loss_config(recipe.loss)
     return LossWeights(
         mef=c.mef_weight,
         recon=c.recon_weight,
@@ -444,7 +444,6 @@ def _train(
     master = rank == 0
     run_dir = Path(run_dir or recipe.output_dir)
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
-    weights = _loss_weights(recipe)
     ckpt = load_checkpoint(ckpt_path) if resume else None
     if ckpt is not None and ckpt["recipe"] != resolved_recipe(recipe):
         raise FuseError(
@@ -505,6 +504,7 @@ def _train(
         if stage.init_faf2_from_faf1 and not resuming:
             net.faf2.load_state_dict(net.faf1.state_dict())
         params = _set_trainable(net, stage.train)
+        weights = _loss_weights(recipe, stage)
         optimizer = _make_optimizer(recipe, net, stage.lr)
         scaler = torch.amp.GradScaler(
             device_.type, enabled=device_.type == "cuda" and recipe.precision == "fp16"

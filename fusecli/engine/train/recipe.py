@@ -184,6 +184,9 @@ class StageConfig:
     train: tuple[str, ...] = ("encoder1", "encoder2", "decoder", "faf1")
     init_faf2_from_faf1: bool = False
     init_from: Literal["previous_last", "previous_best", "scratch"] = "scratch"
+    # Loss weights that differ in this stage from the recipe's loss section, by LossConfig name:
+    # stage 1 and stage 2 of a refinement recipe may want different trade-offs.
+    loss: dict[str, float] = field(default_factory=dict)
     log_every: int = 1
     val_every: int = 100
     checkpoint_every: int = 100
@@ -202,6 +205,18 @@ class StageConfig:
             raise ValueError("length, log_every, val_every and checkpoint_every must be >= 1")
         if self.batch_mff + self.batch_mef < 1:
             raise ValueError("a stage needs batch_mff + batch_mef >= 1")
+        known = {f.name for f in dataclasses.fields(LossConfig)}
+        if set(self.loss) - known:
+            raise ValueError(
+                f"loss has unknown keys {sorted(set(self.loss) - known)} (known: {sorted(known)})"
+            )
+        for key, value in self.loss.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"loss.{key} must be a number, got {value!r}")
+
+    def loss_config(self, base: LossConfig) -> LossConfig:
+        """The loss weights of this stage: ``base`` (the recipe's) with this stage's overrides."""
+        return dataclasses.replace(base, **{k: float(v) for k, v in self.loss.items()})
 
 
 @dataclass(frozen=True)
@@ -342,6 +357,8 @@ def _known_path(cls: type, parts: list[str]) -> bool:
     if len(parts) == 1:
         return True
     inner = hints[parts[0]]
+    if typing.get_origin(inner) is dict:
+        return len(parts) == 2  # a free-form mapping (stage loss overrides): keys checked later
     return dataclasses.is_dataclass(inner) and _known_path(inner, parts[1:])
 
 

@@ -116,3 +116,18 @@ def test_unreadable_and_invalid_files(tmp_path):
 def test_data_root_is_relative_to_the_recipe_file(tmp_path):
     r = Recipe.from_file(_write(tmp_path, "data: {root: ../d}\n"))
     assert r.data_root == tmp_path / ".." / "d"
+
+
+def test_stage_loss_overrides_apply_to_that_stage_only(tmp_path):
+    from fusecli.engine.train.loop import _loss_weights
+
+    path = _write(tmp_path, "loss: {texture_weight: 8.0}\nstage2:\n  loss: {texture_weight: 2}\n")
+    r = Recipe.from_file(path, ("stage1.loss.ssim_weight=3",))
+    assert _loss_weights(r, r.stage1).texture == 8.0
+    assert _loss_weights(r, r.stage1).ssim == 3.0
+    assert _loss_weights(r, r.stage2).texture == 2.0
+    assert _loss_weights(r, r.stage2).ssim == 0.5  # the paper's default, not stage 1's override
+    with pytest.raises(RecipeError, match=r"stage2 \(line 3\): loss has unknown keys \['textur'\]"):
+        Recipe.from_file(_write(tmp_path, "\n\nstage2: {loss: {textur: 1.0}}\n"))
+    with pytest.raises(RecipeError, match=r"loss\.ssim_weight must be a number"):
+        Recipe.from_file(_write(tmp_path, "stage1: {loss: {ssim_weight: high}}\n"))
