@@ -45,6 +45,19 @@ def test_supervised_texture_term_is_off_by_default_and_adds_weight_times_texture
     )
 
 
+def test_supervised_l1_term_is_off_by_default_and_adds_weight_times_l1_to_the_target():
+    g = torch.Generator().manual_seed(2)
+    f, ra, rb, gt, a, b = (torch.rand(2, 1, 24, 24, generator=g) for _ in range(6))
+    plain = L.supervised_task_loss(f, ra, rb, gt, a, b, recon_weight=0.5)
+    assert "l1" not in plain
+    with_l1 = L.supervised_task_loss(f, ra, rb, gt, a, b, recon_weight=0.5, l1_weight=2.0)
+    expected = (f - gt).abs().mean()
+    assert with_l1["l1"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert with_l1["total"].item() == pytest.approx(
+        plain["total"].item() + 2.0 * expected.item(), rel=1e-6
+    )
+
+
 def test_ssim_of_constant_images_matches_closed_form():
     # Constant images have zero variance and covariance, so SSIM = (2ab + C1) / (a^2 + b^2 + C1).
     a, b = 0.2, 0.7

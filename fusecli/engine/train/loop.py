@@ -94,7 +94,23 @@ def _loss_weights(recipe: Recipe, stage: StageConfig) -> LossWeights:
         texture=c.texture_weight,
         ssim=c.ssim_weight,
         supervised_texture=c.supervised_texture_weight,
+        supervised_l1=c.supervised_l1_weight,
     )
+
+
+def _supervised_loss(
+    fused: torch.Tensor,
+    recon_a: torch.Tensor,
+    recon_b: torch.Tensor,
+    target: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    weights: LossWeights,
+) -> dict[str, torch.Tensor]:
+    return supervised_task_loss(
+        fused, recon_a, recon_b, target, a, b, recon_weight=weights.recon,
+        texture_weight=weights.supervised_texture, l1_weight=weights.supervised_l1,
+    )  # fmt: skip
 
 
 def stage_steps(stage: StageConfig, data: TrainData, world_size: int = 1) -> tuple[int, int]:
@@ -245,10 +261,7 @@ def _validate(
             a, b, gt = a.to(device), b.to(device), gt.to(device)
             fused, ra, rb = net(a, b, faf_set=stage.faf_set)
             k = a.shape[0]
-            parts = supervised_task_loss(
-                fused, ra, rb, gt, a, b, recon_weight=weights.recon,
-                texture_weight=weights.supervised_texture,
-            )  # fmt: skip
+            parts = _supervised_loss(fused, ra, rb, gt, a, b, weights)
             totals += k * float(parts["total"])
             clamped = fused.clamp(0, 1)
             psnrs += k * _psnr(clamped, gt)
@@ -305,10 +318,7 @@ def _train_step(
         for task, (ta, tb, gt) in labeled:
             sl = slice(start, start + ta.shape[0])
             start += ta.shape[0]
-            parts = supervised_task_loss(
-                fused[sl], ra[sl], rb[sl], gt, ta, tb, recon_weight=weights.recon,
-                texture_weight=weights.supervised_texture,
-            )  # fmt: skip
+            parts = _supervised_loss(fused[sl], ra[sl], rb[sl], gt, ta, tb, weights)
             task_losses[task] = parts
             logs.update({f"{task}_{k}": float(v.detach()) for k, v in parts.items()})
     zero = {"total": torch.zeros((), device=next(iter(batches.values()))[0].device)}

@@ -49,6 +49,9 @@ class LossConfig:
     # Not in the paper (0 there): texture loss (Eq. 9) against the sources, added to the
     # supervised MFF/MEF loss; see LossWeights.supervised_texture.
     supervised_texture_weight: float = 0.0
+    # Not in the paper (0 there): L1 distance to the ground truth, added to the supervised MFF/MEF
+    # loss; see LossWeights.supervised_l1.
+    supervised_l1_weight: float = 0.0
 
 
 @dataclass(frozen=True)
