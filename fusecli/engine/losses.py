@@ -55,9 +55,11 @@ class LossWeights:
             supervised MFF/MEF loss of Eq. 3-4. Not in the paper (0 there): the ground truth
             alone rewards edges as strong as the sharp original, while fusion is judged by how
             much of each source's edges survive (Qabf), which the texture loss measures directly.
-        supervised_l1: weight of ``|f - I|_1`` (fused against the ground truth) added to the
-            supervised MFF/MEF loss. Not in the paper (0 there): SSIM barely notices an error of
+        mff_l1, mef_l1: weight of ``|f - I|_1`` (fused against the ground truth) added to the
+            supervised MFF / MEF loss. Not in the paper (0 there): SSIM barely notices an error of
             a grey level or two, while the information metrics (MI, NMI) of the fused image do.
+            Per task because an MEF ground truth fixes a brightness that real brackets do not
+            share: on MEFB the term cost Qabf, on MFF it raised Qabf, MI and NMI.
     """
 
     mef: float = 0.1
@@ -67,7 +69,8 @@ class LossWeights:
     texture: float = 1.0
     ssim: float = 0.5
     supervised_texture: float = 0.0
-    supervised_l1: float = 0.0
+    mff_l1: float = 0.0
+    mef_l1: float = 0.0
 
 
 def _check_image(name: str, x: torch.Tensor) -> None:

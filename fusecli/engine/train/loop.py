@@ -94,11 +94,13 @@ def _loss_weights(recipe: Recipe, stage: StageConfig) -> LossWeights:
         texture=c.texture_weight,
         ssim=c.ssim_weight,
         supervised_texture=c.supervised_texture_weight,
-        supervised_l1=c.supervised_l1_weight,
+        mff_l1=c.mff_l1_weight,
+        mef_l1=c.mef_l1_weight,
     )
 
 
 def _supervised_loss(
+    task: str,
     fused: torch.Tensor,
     recon_a: torch.Tensor,
     recon_b: torch.Tensor,
@@ -109,7 +111,8 @@ def _supervised_loss(
 ) -> dict[str, torch.Tensor]:
     return supervised_task_loss(
         fused, recon_a, recon_b, target, a, b, recon_weight=weights.recon,
-        texture_weight=weights.supervised_texture, l1_weight=weights.supervised_l1,
+        texture_weight=weights.supervised_texture,
+        l1_weight=weights.mff_l1 if task == "mff" else weights.mef_l1,
     )  # fmt: skip
 
 
@@ -261,7 +264,7 @@ def _validate(
             a, b, gt = a.to(device), b.to(device), gt.to(device)
             fused, ra, rb = net(a, b, faf_set=stage.faf_set)
             k = a.shape[0]
-            parts = _supervised_loss(fused, ra, rb, gt, a, b, weights)
+            parts = _supervised_loss(task, fused, ra, rb, gt, a, b, weights)
             totals += k * float(parts["total"])
             clamped = fused.clamp(0, 1)
             psnrs += k * _psnr(clamped, gt)
@@ -318,7 +321,7 @@ def _train_step(
         for task, (ta, tb, gt) in labeled:
             sl = slice(start, start + ta.shape[0])
             start += ta.shape[0]
-            parts = _supervised_loss(fused[sl], ra[sl], rb[sl], gt, ta, tb, weights)
+            parts = _supervised_loss(task, fused[sl], ra[sl], rb[sl], gt, ta, tb, weights)
             task_losses[task] = parts
             logs.update({f"{task}_{k}": float(v.detach()) for k, v in parts.items()})
     zero = {"total": torch.zeros((), device=next(iter(batches.values()))[0].device)}

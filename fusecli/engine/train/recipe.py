@@ -50,8 +50,9 @@ class LossConfig:
     # supervised MFF/MEF loss; see LossWeights.supervised_texture.
     supervised_texture_weight: float = 0.0
     # Not in the paper (0 there): L1 distance to the ground truth, added to the supervised MFF/MEF
-    # loss; see LossWeights.supervised_l1.
-    supervised_l1_weight: float = 0.0
+    # loss of each task; see LossWeights.mff_l1.
+    mff_l1_weight: float = 0.0
+    mef_l1_weight: float = 0.0
 
 
 @dataclass(frozen=True)

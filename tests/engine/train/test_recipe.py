@@ -32,7 +32,7 @@ def test_two_stage_recipe_has_the_paper_values():
         loss.ssim_weight,
     ) == (0.1, 0.5, 0.1, 1.25, 1.0, 0.5)
     assert loss.supervised_texture_weight == 0.0  # our addition, off in the paper's recipe
-    assert loss.supervised_l1_weight == 0.0  # likewise
+    assert loss.mff_l1_weight == loss.mef_l1_weight == 0.0  # likewise
     assert r.optimizer.name == "adam"
     s1, s2 = r.stage1, r.stage2
     assert (s1.unit, s1.length, s1.lr, s1.lr_decay_at, s1.lr_decay_factor) == (
