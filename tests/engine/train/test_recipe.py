@@ -12,7 +12,9 @@ from fusecli.errors import RecipeError
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
 
-@pytest.mark.parametrize("name", ["two_stage.yaml", "cpu.yaml", "cpu_refine.yaml", "smoke.yaml"])
+@pytest.mark.parametrize(
+    "name", ["two_stage.yaml", "cpu.yaml", "cpu_refine.yaml", "cpu_finetune.yaml", "smoke.yaml"]
+)
 def test_shipped_recipes_load(name):
     recipe = Recipe.from_file(RECIPES / name)
     assert recipe.stage1.faf_set == 1 and recipe.stage2.faf_set == 2
