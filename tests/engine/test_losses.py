@@ -32,30 +32,24 @@ def test_ssim_of_identical_images_is_one_and_loss_zero():
     assert parts["total"].item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_supervised_texture_term_is_off_by_default_and_adds_weight_times_texture_loss():
+@pytest.mark.parametrize(
+    ("option", "part", "expected"),
+    [
+        ("texture_weight", "texture", lambda f, gt, a, b: L.texture_loss(f, a, b)),
+        ("l1_weight", "l1", lambda f, gt, a, b: (f - gt).abs().mean()),
+    ],
+)
+def test_optional_supervised_terms_are_off_by_default_and_add_weight_times_term(
+    option, part, expected
+):
     g = torch.Generator().manual_seed(1)
     f, ra, rb, gt, a, b = (torch.rand(2, 1, 24, 24, generator=g) for _ in range(6))
     plain = L.supervised_task_loss(f, ra, rb, gt, a, b, recon_weight=0.5)
-    assert "texture" not in plain
-    textured = L.supervised_task_loss(f, ra, rb, gt, a, b, recon_weight=0.5, texture_weight=0.3)
-    expected_texture = L.texture_loss(f, a, b)
-    assert torch.equal(textured["texture"], expected_texture)
-    assert textured["total"].item() == pytest.approx(
-        plain["total"].item() + 0.3 * expected_texture.item(), rel=1e-6
-    )
-
-
-def test_supervised_l1_term_is_off_by_default_and_adds_weight_times_l1_to_the_target():
-    g = torch.Generator().manual_seed(2)
-    f, ra, rb, gt, a, b = (torch.rand(2, 1, 24, 24, generator=g) for _ in range(6))
-    plain = L.supervised_task_loss(f, ra, rb, gt, a, b, recon_weight=0.5)
-    assert "l1" not in plain
-    with_l1 = L.supervised_task_loss(f, ra, rb, gt, a, b, recon_weight=0.5, l1_weight=2.0)
-    expected = (f - gt).abs().mean()
-    assert with_l1["l1"].item() == pytest.approx(expected.item(), rel=1e-6)
-    assert with_l1["total"].item() == pytest.approx(
-        plain["total"].item() + 2.0 * expected.item(), rel=1e-6
-    )
+    assert part not in plain
+    extra = L.supervised_task_loss(f, ra, rb, gt, a, b, recon_weight=0.5, **{option: 0.3})
+    term = expected(f, gt, a, b).item()
+    assert extra[part].item() == pytest.approx(term, rel=1e-6)
+    assert extra["total"].item() == pytest.approx(plain["total"].item() + 0.3 * term, rel=1e-6)
 
 
 def test_ssim_of_constant_images_matches_closed_form():
