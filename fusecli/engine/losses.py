@@ -72,6 +72,14 @@ class LossWeights:
     mff_l1: float = 0.0
     mef_l1: float = 0.0
 
+    def supervised_options(self, task: str) -> dict[str, float]:
+        """The weight keywords of :func:`supervised_task_loss` for ``task`` ("mff" or "mef")."""
+        return {
+            "recon_weight": self.recon,
+            "texture_weight": self.supervised_texture,
+            "l1_weight": self.mff_l1 if task == "mff" else self.mef_l1,
+        }
+
 
 def _check_image(name: str, x: torch.Tensor) -> None:
     if x.ndim != 4 or x.shape[1] != 1:

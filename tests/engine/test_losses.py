@@ -52,6 +52,16 @@ def test_optional_supervised_terms_are_off_by_default_and_add_weight_times_term(
     assert extra["total"].item() == pytest.approx(plain["total"].item() + 0.3 * term, rel=1e-6)
 
 
+def test_l1_weights_apply_to_their_own_task_only():
+    g = torch.Generator().manual_seed(3)
+    f, ra, rb, gt, a, b = (torch.rand(1, 1, 24, 24, generator=g) for _ in range(6))
+    weights = L.LossWeights(mff_l1=4.0, mef_l1=0.0)
+    mff = L.supervised_task_loss(f, ra, rb, gt, a, b, **weights.supervised_options("mff"))
+    mef = L.supervised_task_loss(f, ra, rb, gt, a, b, **weights.supervised_options("mef"))
+    assert "l1" in mff and "l1" not in mef
+    assert (mff["total"] - mef["total"]).item() == pytest.approx(4.0 * mff["l1"].item(), rel=1e-5)
+
+
 def test_ssim_of_constant_images_matches_closed_form():
     # Constant images have zero variance and covariance, so SSIM = (2ab + C1) / (a^2 + b^2 + C1).
     a, b = 0.2, 0.7

@@ -99,23 +99,6 @@ def _loss_weights(recipe: Recipe, stage: StageConfig) -> LossWeights:
     )
 
 
-def _supervised_loss(
-    task: str,
-    fused: torch.Tensor,
-    recon_a: torch.Tensor,
-    recon_b: torch.Tensor,
-    target: torch.Tensor,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    weights: LossWeights,
-) -> dict[str, torch.Tensor]:
-    return supervised_task_loss(
-        fused, recon_a, recon_b, target, a, b, recon_weight=weights.recon,
-        texture_weight=weights.supervised_texture,
-        l1_weight=weights.mff_l1 if task == "mff" else weights.mef_l1,
-    )  # fmt: skip
-
-
 def stage_steps(stage: StageConfig, data: TrainData, world_size: int = 1) -> tuple[int, int]:
     """Optimisation steps of a stage and steps per epoch.
 
@@ -264,7 +247,9 @@ def _validate(
             a, b, gt = a.to(device), b.to(device), gt.to(device)
             fused, ra, rb = net(a, b, faf_set=stage.faf_set)
             k = a.shape[0]
-            parts = _supervised_loss(task, fused, ra, rb, gt, a, b, weights)
+            parts = supervised_task_loss(
+                fused, ra, rb, gt, a, b, **weights.supervised_options(task)
+            )
             totals += k * float(parts["total"])
             clamped = fused.clamp(0, 1)
             psnrs += k * _psnr(clamped, gt)
@@ -321,7 +306,9 @@ def _train_step(
         for task, (ta, tb, gt) in labeled:
             sl = slice(start, start + ta.shape[0])
             start += ta.shape[0]
-            parts = _supervised_loss(task, fused[sl], ra[sl], rb[sl], gt, ta, tb, weights)
+            parts = supervised_task_loss(
+                fused[sl], ra[sl], rb[sl], gt, ta, tb, **weights.supervised_options(task)
+            )
             task_losses[task] = parts
             logs.update({f"{task}_{k}": float(v.detach()) for k, v in parts.items()})
     zero = {"total": torch.zeros((), device=next(iter(batches.values()))[0].device)}

@@ -172,16 +172,3 @@ def test_weight_decay_exempts_position_bias_and_logit_scale():
     assert len(decay["params"]) + len(exempt["params"]) == len(list(net.parameters()))
     (single,) = _make_optimizer(Recipe(), net, 1e-4).param_groups  # Adam without decay
     assert len(single["params"]) == len(list(net.parameters()))
-
-
-def test_l1_weights_apply_to_their_own_task_only():
-    from fusecli.engine.losses import LossWeights
-    from fusecli.engine.train.loop import _supervised_loss
-
-    g = torch.Generator().manual_seed(3)
-    f, ra, rb, gt, a, b = (torch.rand(1, 1, 24, 24, generator=g) for _ in range(6))
-    weights = LossWeights(mff_l1=4.0, mef_l1=0.0)
-    mff = _supervised_loss("mff", f, ra, rb, gt, a, b, weights)
-    mef = _supervised_loss("mef", f, ra, rb, gt, a, b, weights)
-    assert "l1" in mff and "l1" not in mef
-    assert (mff["total"] - mef["total"]).item() == pytest.approx(4.0 * mff["l1"].item(), rel=1e-5)
