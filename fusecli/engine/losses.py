@@ -49,6 +49,7 @@ class LossWeights:
         recon: lambda_1, weight of the source reconstruction in Eq. 3-4.
         unsupervised: beta, weight of the unsupervised loss in Eq. 5.
         unsupervised_recon: beta_1, weight of the reconstruction in Eq. 6.
+        intensity: weight of the intensity loss in Eq. 7 (1 in the paper).
         texture: beta_2, weight of the texture loss in Eq. 7.
         ssim: beta_3, weight of the structural loss in Eq. 7.
         supervised_texture: weight of the texture loss (Eq. 9, against the sources) added to the
@@ -66,6 +67,7 @@ class LossWeights:
     recon: float = 0.5
     unsupervised: float = 0.1
     unsupervised_recon: float = 1.25
+    intensity: float = 1.0
     texture: float = 1.0
     ssim: float = 0.5
     supervised_texture: float = 0.0
@@ -273,11 +275,13 @@ def unsupervised_loss(
 ) -> dict[str, torch.Tensor]:
     """Eq. 6-10: ``L_int + beta_2 L_text + beta_3 L_ssim + beta_1 L_recon`` for IVF / MMF.
 
+    ``L_int`` is scaled by ``weights.intensity`` (1 in the paper).
+
     Args:
         fused: (N, 1, H, W) network output.
         recon_a, recon_b: (N, 1, H, W) reconstructed sources.
         a, b: (N, 1, H, W) sources.
-        weights: beta_1, beta_2, beta_3 are read from it.
+        weights: beta_1, beta_2, beta_3 and the intensity weight are read from it.
 
     Returns:
         Dict with scalar tensors ``total``, ``intensity``, ``texture``, ``ssim`` and ``recon``.
@@ -286,7 +290,7 @@ def unsupervised_loss(
     texture = texture_loss(fused, a, b)
     structure = structural_loss(fused, a, b)
     recon = reconstruction_loss(recon_a, recon_b, a, b)
-    fuse = intensity + weights.texture * texture + weights.ssim * structure
+    fuse = weights.intensity * intensity + weights.texture * texture + weights.ssim * structure
     return {
         "total": fuse + weights.unsupervised_recon * recon,
         "intensity": intensity,

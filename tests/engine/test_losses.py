@@ -124,12 +124,15 @@ def test_reconstruction_loss_is_sum_of_mean_absolute_errors():
 
 
 def test_unsupervised_loss_combines_terms_with_weights():
-    w = L.LossWeights(texture=2.0, ssim=3.0, unsupervised_recon=4.0)
+    w = L.LossWeights(intensity=0.5, texture=2.0, ssim=3.0, unsupervised_recon=4.0)
     a, b = _ramp(0.01), _const(0.2)
     f = _const(0.5)
     parts = L.unsupervised_loss(f, a + 0.1, b, a, b, weights=w)
     expected = (
-        parts["intensity"] + 2.0 * parts["texture"] + 3.0 * parts["ssim"] + 4.0 * parts["recon"]
+        0.5 * parts["intensity"]
+        + 2.0 * parts["texture"]
+        + 3.0 * parts["ssim"]
+        + 4.0 * parts["recon"]
     )
     assert torch.isclose(parts["total"], expected)
     assert parts["recon"].item() == pytest.approx(0.1, rel=1e-5)

@@ -151,10 +151,11 @@ class LabeledItem:
 
 @dataclass(frozen=True)
 class PairItem:
-    """An unlabeled source pair (H, W) uint8 each."""
+    """An unlabeled source pair (H, W) uint8 each, from ``data.unlabeled[folder]``."""
 
     a: np.ndarray
     b: np.ndarray
+    folder: int = 0
 
 
 @dataclass(frozen=True)
@@ -226,11 +227,11 @@ def _triple(base: Path, dirs: Sequence[str], name: str) -> LabeledItem:
     return LabeledItem(target=gt, sources=(s1, s2))
 
 
-def _pair(base: Path, dirs: Sequence[str], name: str) -> PairItem:
+def _pair(base: Path, dirs: Sequence[str], name: str, folder: int = 0) -> PairItem:
     a, b = (read_luma(base / d / name) for d in dirs)
     if a.shape != b.shape:
         raise FuseError(f"pair {name} under {base} has images of different sizes")
-    return PairItem(a, b)
+    return PairItem(a, b, folder)
 
 
 def load_train_data(
@@ -254,9 +255,11 @@ def load_train_data(
         items = [_triple(root / folders.path, folders.dirs, n) for n in train[rank::world_size]]
         (mff if folders.task == "mff" else mef).extend(items)
     unlabeled = []
-    for pairs in config.unlabeled:
+    for folder, pairs in enumerate(config.unlabeled):
         train, _ = _pair_split(root, pairs)
-        unlabeled += [_pair(root / pairs.path, pairs.dirs, n) for n in train[rank::world_size]]
+        unlabeled += [
+            _pair(root / pairs.path, pairs.dirs, n, folder) for n in train[rank::world_size]
+        ]
     return TrainData(tuple(mff), tuple(mef), tuple(unlabeled))
 
 
@@ -440,13 +443,14 @@ def labeled_batch(
 
 def unlabeled_batch(
     items: Sequence[PairItem], *, batch: int, crop: int, step: int, seed: int, rank: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The unlabeled (IVF/MMF) batch of one step.
 
     Returns:
         source 1, source 2: (batch, 1, crop, crop) float32 in [0, 1].
+        folders: (batch,) int64, the ``data.unlabeled`` index each crop comes from.
     """
-    sources_a, sources_b = [], []
+    sources_a, sources_b, folders = [], [], []
     for k, index in enumerate(
         epoch_indices(len(items), batch, step, seed=seed + rank, stream=STREAM_UNLABELED)
     ):
@@ -454,4 +458,5 @@ def unlabeled_batch(
         a, b = crop_and_flip([items[index].a, items[index].b], crop, rng)
         sources_a.append(a)
         sources_b.append(b)
-    return _stack(sources_a), _stack(sources_b)
+        folders.append(items[index].folder)
+    return _stack(sources_a), _stack(sources_b), torch.tensor(folders, dtype=torch.int64)

@@ -16,11 +16,12 @@ rank 0 validates, logs and writes files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ from fusecli.engine.train.data import (
     load_validation_data,
     unlabeled_batch,
 )
-from fusecli.engine.train.recipe import Recipe, StageConfig, recipe_to_dict
+from fusecli.engine.train.recipe import LossConfig, Recipe, StageConfig, recipe_to_dict
 from fusecli.engine.weights import load_weights, save_weights
 from fusecli.errors import FuseError
 
@@ -84,19 +85,57 @@ class TrainResult:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _loss_weights(recipe: Recipe, stage: StageConfig) -> LossWeights:
-    c = stage.loss_config(recipe.loss)
+def _loss_weights(c: LossConfig) -> LossWeights:
     return LossWeights(
         mef=c.mef_weight,
         recon=c.recon_weight,
         unsupervised=c.unsupervised_weight,
         unsupervised_recon=c.unsupervised_recon_weight,
+        intensity=c.intensity_weight,
         texture=c.texture_weight,
         ssim=c.ssim_weight,
         supervised_texture=c.supervised_texture_weight,
         mff_l1=c.mff_l1_weight,
         mef_l1=c.mef_l1_weight,
     )
+
+
+def _folder_loss_weights(recipe: Recipe, base: LossConfig) -> tuple[LossWeights, ...]:
+    """The loss weights of each ``data.unlabeled`` folder: ``base`` with the folder's overrides."""
+    return tuple(
+        _loss_weights(dataclasses.replace(base, **{k: float(v) for k, v in pairs.loss.items()}))
+        for pairs in recipe.data.unlabeled
+    )
+
+
+def _unsupervised_parts(
+    fused: torch.Tensor,
+    recon_a: torch.Tensor,
+    recon_b: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    folders: torch.Tensor,
+    folder_weights: Sequence[LossWeights],
+    weights: LossWeights,
+) -> dict[str, torch.Tensor]:
+    """Eq. 6 over crops from several pair folders, each folder's crops with its own weights.
+
+    Every term is a mean over pixels of equal-sized crops, so the share-weighted sum of the
+    folders' losses is the batch loss (exactly it when all folders share ``weights``).
+    """
+    if all(w == weights for w in folder_weights):
+        return unsupervised_loss(fused, recon_a, recon_b, a, b, weights=weights)
+    parts: dict[str, torch.Tensor] = {}
+    for folder in torch.unique(folders).tolist():
+        rows = folders == folder
+        share = int(rows.sum()) / folders.numel()
+        group = unsupervised_loss(
+            fused[rows], recon_a[rows], recon_b[rows], a[rows], b[rows],
+            weights=folder_weights[folder],
+        )  # fmt: skip
+        for key, value in group.items():
+            parts[key] = parts.get(key, 0.0) + share * value
+    return parts
 
 
 def stage_steps(stage: StageConfig, data: TrainData, world_size: int = 1) -> tuple[int, int]:
@@ -289,8 +328,12 @@ def _train_step(
     batches: dict[str, tuple[torch.Tensor, ...]],
     stage: StageConfig,
     weights: LossWeights,
+    folder_weights: Sequence[LossWeights] = (),
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Forward the step's batches and return the stage loss and its logged parts.
+
+    ``folder_weights`` holds the loss weights of each ``data.unlabeled`` folder (default: all
+    ``weights``); the unlabeled batch carries the folder of each crop.
 
     MFF and MEF crops have one size and go through the same FAF set, so they share one forward
     (PSLPT has no batch-coupled layers, so this equals two forwards) and are split after it.
@@ -314,9 +357,9 @@ def _train_step(
     zero = {"total": torch.zeros((), device=next(iter(batches.values()))[0].device)}
     loss = stage1_loss(task_losses.get("mff", zero), task_losses.get("mef", zero), weights=weights)
     if "unlabeled" in batches:
-        ua, ub = batches["unlabeled"]
+        ua, ub, folders = batches["unlabeled"]
         fused, ra, rb = model(ua, ub, faf_set=stage.faf_set)
-        parts = unsupervised_loss(fused, ra, rb, ua, ub, weights=weights)
+        parts = _unsupervised_parts(fused, ra, rb, ua, ub, folders, folder_weights, weights)
         logs.update({f"unsup_{k}": float(v.detach()) for k, v in parts.items()})
         loss = stage2_loss(loss, parts, weights=weights)
     logs["loss"] = float(loss.detach())
@@ -504,7 +547,9 @@ def _train(
         if stage.init_faf2_from_faf1 and not resuming:
             net.faf2.load_state_dict(net.faf1.state_dict())
         params = _set_trainable(net, stage.train)
-        weights = _loss_weights(recipe, stage)
+        stage_loss = stage.loss_config(recipe.loss)
+        weights = _loss_weights(stage_loss)
+        folder_weights = _folder_loss_weights(recipe, stage_loss)
         optimizer = _make_optimizer(recipe, net, stage.lr)
         scaler = torch.amp.GradScaler(
             device_.type, enabled=device_.type == "cuda" and recipe.precision == "fp16"
@@ -553,7 +598,7 @@ def _train(
                 batches = {k: tuple(t.to(device_) for t in v) for k, v in batches.items()}
 
                 with _autocast(device_, recipe.precision):
-                    loss, logs = _train_step(model, batches, stage, weights)
+                    loss, logs = _train_step(model, batches, stage, weights, folder_weights)
                 if not math.isfinite(logs["loss"]):
                     raise FuseError(
                         f"stage {stage_index} step {step}: the loss is not finite; lower the "

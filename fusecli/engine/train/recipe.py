@@ -44,6 +44,7 @@ class LossConfig:
     recon_weight: float = 0.5  # lambda_1, Eq. 3-4
     unsupervised_weight: float = 0.1  # beta, Eq. 5
     unsupervised_recon_weight: float = 1.25  # beta_1, Eq. 6
+    intensity_weight: float = 1.0  # weight of L_int in Eq. 7 (1 in the paper)
     texture_weight: float = 1.0  # beta_2, Eq. 7
     ssim_weight: float = 0.5  # beta_3, Eq. 7
     # Not in the paper (0 there): texture loss (Eq. 9) against the sources, added to the
@@ -53,6 +54,22 @@ class LossConfig:
     # loss of each task; see LossWeights.mff_l1.
     mff_l1_weight: float = 0.0
     mef_l1_weight: float = 0.0
+
+
+# The weights of the unsupervised IVF/MMF loss (Eq. 6-7), which a pair folder may set for itself.
+UNSUPERVISED_LOSS_KEYS = frozenset(
+    {"unsupervised_recon_weight", "intensity_weight", "texture_weight", "ssim_weight"}
+)
+
+
+def _check_loss_overrides(loss: dict[str, float], known: set[str] | frozenset[str]) -> None:
+    if set(loss) - known:
+        raise ValueError(
+            f"loss has unknown keys {sorted(set(loss) - known)} (known: {sorted(known)})"
+        )
+    for key, value in loss.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"loss.{key} must be a number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -143,10 +160,15 @@ class PairFolders:
     split: Literal["contiguous", "spread"] = "contiguous"
     group_offset: int = 0
     max_pairs: int = 0
+    # Unsupervised loss weights for the pairs of this folder only, by LossConfig name (those of
+    # Eq. 6-7): IVF and MMF are judged differently, and one shared trade-off cost one of them.
+    # They take precedence over the recipe's and the stage's values.
+    loss: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.dirs) != 2:
             raise ValueError("pair dirs need two names")
+        _check_loss_overrides(self.loss, UNSUPERVISED_LOSS_KEYS)
 
 
 @dataclass(frozen=True)
@@ -209,14 +231,7 @@ class StageConfig:
             raise ValueError("length, log_every, val_every and checkpoint_every must be >= 1")
         if self.batch_mff + self.batch_mef < 1:
             raise ValueError("a stage needs batch_mff + batch_mef >= 1")
-        known = {f.name for f in dataclasses.fields(LossConfig)}
-        if set(self.loss) - known:
-            raise ValueError(
-                f"loss has unknown keys {sorted(set(self.loss) - known)} (known: {sorted(known)})"
-            )
-        for key, value in self.loss.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"loss.{key} must be a number, got {value!r}")
+        _check_loss_overrides(self.loss, {f.name for f in dataclasses.fields(LossConfig)})
 
     def loss_config(self, base: LossConfig) -> LossConfig:
         """The loss weights of this stage: ``base`` (the recipe's) with this stage's overrides."""

@@ -116,8 +116,9 @@ def test_batches_are_deterministic_per_step_and_rank():
     s1, _, gt = labeled_batch(real, "mef", step=0, rank=0, **kw)
     assert torch.allclose(s1, torch.floor(gt * 255 / 2) / 255, atol=1e-6)
     pairs = [PairItem(image, 255 - image)]
-    u1, u2 = unlabeled_batch(pairs, batch=3, crop=32, step=0, seed=0, rank=0)
+    u1, u2, folders = unlabeled_batch(pairs, batch=3, crop=32, step=0, seed=0, rank=0)
     assert u1.shape == (3, 1, 32, 32) and torch.allclose(u1 + u2, torch.ones_like(u1))
+    assert folders.tolist() == [0, 0, 0]
 
 
 def test_mef_random_order_swaps_about_half_the_brackets():
@@ -160,18 +161,24 @@ def test_load_shards_and_validation_from_folders(tmp_path):
         labeled=(
             LabeledFolders(task="mef", path="lab", dirs=("s1", "s2", "gt"), dev_fraction=0.2),
         ),
-        unlabeled=(PairFolders(name="p", path="pairs", dirs=("ir", "vi"), dev_fraction=0.2),),
+        unlabeled=(
+            PairFolders(name="p", path="pairs", dirs=("ir", "vi"), dev_fraction=0.2),
+            PairFolders(name="q", path="pairs", dirs=("vi", "ir"), dev_fraction=0.2),
+        ),
         val_crop=32,
     )
     whole = load_train_data(root, config)
-    # 6 images, 1 kept for development: 5 simulated per task, + 5 real MEF triples.
-    assert (len(whole.mff), len(whole.mef), len(whole.unlabeled)) == (5, 10, 5)
+    # 6 images, 1 kept for development: 5 simulated per task, + 5 real MEF triples; 5 pairs from
+    # each pair folder, each pair knowing which one.
+    assert (len(whole.mff), len(whole.mef), len(whole.unlabeled)) == (5, 10, 10)
+    assert [item.folder for item in whole.unlabeled] == [0] * 5 + [1] * 5
+    assert all(np.array_equal(p.a, q.b) for p, q in zip(whole.unlabeled[:5], whole.unlabeled[5:]))
     shards = [load_train_data(root, config, rank=r, world_size=2) for r in range(2)]
-    assert [len(s.unlabeled) for s in shards] == [3, 2]
+    assert [len(s.unlabeled) for s in shards] == [6, 4]
     val = load_validation_data(root, config, seed=0)
     assert val.mff[0].shape == (1, 1, 32, 32)
     assert val.mef[0].shape == (2, 1, 32, 32)  # one simulated + one real triple
-    assert val.unlabeled[0].shape == (1, 1, 32, 32)
+    assert val.unlabeled[0].shape == (2, 1, 32, 32)
 
 
 def test_held_out_pairs_are_the_development_split_the_trainer_skips(tmp_path):

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from fusecli.engine import load_weights, read_weights_metadata
+from fusecli.engine.losses import LossWeights, unsupervised_loss
 from fusecli.engine.train.checkpoint import load_checkpoint
-from fusecli.engine.train.loop import lr_at, train
+from fusecli.engine.train.loop import _unsupervised_parts, lr_at, train
 from fusecli.engine.train.recipe import Recipe, StageConfig
 from fusecli.errors import FuseError
 
@@ -172,3 +173,25 @@ def test_weight_decay_exempts_position_bias_and_logit_scale():
     assert len(decay["params"]) + len(exempt["params"]) == len(list(net.parameters()))
     (single,) = _make_optimizer(Recipe(), net, 1e-4).param_groups  # Adam without decay
     assert len(single["params"]) == len(list(net.parameters()))
+
+
+def test_each_pair_folder_gets_its_own_unsupervised_weights():
+    torch.manual_seed(0)
+    fused, ra, rb, a, b = (torch.rand(4, 1, 16, 16) for _ in range(5))
+    folders = torch.tensor([1, 0, 1, 1])
+    base = LossWeights(ssim=2.0)
+    mmf = LossWeights(ssim=40.0, intensity=0.5)
+    parts = _unsupervised_parts(fused, ra, rb, a, b, folders, (base, mmf), base)
+    rows = [folders == k for k in (0, 1)]
+    by_folder = [
+        unsupervised_loss(fused[r], ra[r], rb[r], a[r], b[r], weights=w)
+        for r, w in zip(rows, (base, mmf), strict=True)
+    ]
+    # The mean over crops: folder 0 holds one crop of four, folder 1 three.
+    expected = 0.25 * by_folder[0]["total"] + 0.75 * by_folder[1]["total"]
+    assert torch.isclose(parts["total"], expected)
+    # One set of weights for all folders is the plain batch loss.
+    same = _unsupervised_parts(fused, ra, rb, a, b, folders, (base, base), base)
+    whole = unsupervised_loss(fused, ra, rb, a, b, weights=base)
+    assert all(torch.isclose(same[k], whole[k]) for k in whole)
+    assert all(torch.isclose(same[k], parts[k], atol=1e-6) for k in ("ssim", "recon"))

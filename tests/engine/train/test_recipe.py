@@ -122,15 +122,26 @@ def test_data_root_is_relative_to_the_recipe_file(tmp_path):
 
 
 def test_stage_loss_overrides_apply_to_that_stage_only(tmp_path):
-    from fusecli.engine.train.loop import _loss_weights
-
     path = _write(tmp_path, "loss: {texture_weight: 8.0}\nstage2:\n  loss: {texture_weight: 2}\n")
     r = Recipe.from_file(path, ("stage1.loss.ssim_weight=3",))
-    assert _loss_weights(r, r.stage1).texture == 8.0
-    assert _loss_weights(r, r.stage1).ssim == 3.0
-    assert _loss_weights(r, r.stage2).texture == 2.0
-    assert _loss_weights(r, r.stage2).ssim == 0.5  # the paper's default, not stage 1's override
+    assert r.stage1.loss_config(r.loss).texture_weight == 8.0
+    assert r.stage1.loss_config(r.loss).ssim_weight == 3.0
+    assert r.stage2.loss_config(r.loss).texture_weight == 2.0
+    # the paper's default, not stage 1's override
+    assert r.stage2.loss_config(r.loss).ssim_weight == 0.5
     with pytest.raises(RecipeError, match=r"stage2 \(line 3\): loss has unknown keys \['textur'\]"):
         Recipe.from_file(_write(tmp_path, "\n\nstage2: {loss: {textur: 1.0}}\n"))
     with pytest.raises(RecipeError, match=r"loss\.ssim_weight must be a number"):
         Recipe.from_file(_write(tmp_path, "stage1: {loss: {ssim_weight: high}}\n"))
+
+
+def test_pair_folders_may_set_their_own_unsupervised_weights(tmp_path):
+    text = "data:\n  unlabeled:\n    - {path: p, loss: {ssim_weight: 40, intensity_weight: 0.5}}\n"
+    r = Recipe.from_file(_write(tmp_path, text))
+    assert r.data.unlabeled[0].loss == {"ssim_weight": 40, "intensity_weight": 0.5}
+    # Only the weights of the unsupervised loss belong to a pair folder.
+    bad = "data:\n  unlabeled:\n    - {path: p, loss: {mef_weight: 1.0}}\n"
+    with pytest.raises(RecipeError, match=r"unlabeled\.0 \(line 3\): loss has unknown keys"):
+        Recipe.from_file(_write(tmp_path, bad))
+    with pytest.raises(RecipeError, match=r"loss\.ssim_weight must be a number"):
+        Recipe.from_file(_write(tmp_path, bad.replace("mef_weight: 1.0", "ssim_weight: x")))
