@@ -13,7 +13,15 @@ RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
 
 @pytest.mark.parametrize(
-    "name", ["two_stage.yaml", "cpu.yaml", "cpu_refine.yaml", "cpu_finetune.yaml", "smoke.yaml"]
+    "name",
+    [
+        "two_stage.yaml",
+        "cpu.yaml",
+        "cpu_refine.yaml",
+        "cpu_finetune.yaml",
+        "cpu_stage2_mmf.yaml",
+        "smoke.yaml",
+    ],
 )
 def test_shipped_recipes_load(name):
     recipe = Recipe.from_file(RECIPES / name)
