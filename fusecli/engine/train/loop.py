@@ -16,7 +16,6 @@ rank 0 validates, logs and writes files.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -102,10 +101,7 @@ def _loss_weights(c: LossConfig) -> LossWeights:
 
 def _folder_loss_weights(recipe: Recipe, base: LossConfig) -> tuple[LossWeights, ...]:
     """The loss weights of each ``data.unlabeled`` folder: ``base`` with the folder's overrides."""
-    return tuple(
-        _loss_weights(dataclasses.replace(base, **{k: float(v) for k, v in pairs.loss.items()}))
-        for pairs in recipe.data.unlabeled
-    )
+    return tuple(_loss_weights(pairs.loss_config(base)) for pairs in recipe.data.unlabeled)
 
 
 def _unsupervised_parts(

@@ -72,6 +72,10 @@ def _check_loss_overrides(loss: dict[str, float], known: set[str] | frozenset[st
             raise ValueError(f"loss.{key} must be a number, got {value!r}")
 
 
+def _with_overrides(base: LossConfig, loss: dict[str, float]) -> LossConfig:
+    return dataclasses.replace(base, **{k: float(v) for k, v in loss.items()})
+
+
 @dataclass(frozen=True)
 class OptimizerConfig:
     """Adam settings shared by both stages (the learning rate is per stage)."""
@@ -170,6 +174,10 @@ class PairFolders:
             raise ValueError("pair dirs need two names")
         _check_loss_overrides(self.loss, UNSUPERVISED_LOSS_KEYS)
 
+    def loss_config(self, base: LossConfig) -> LossConfig:
+        """The loss weights of this folder's pairs: ``base`` (the stage's) with its overrides."""
+        return _with_overrides(base, self.loss)
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -235,7 +243,7 @@ class StageConfig:
 
     def loss_config(self, base: LossConfig) -> LossConfig:
         """The loss weights of this stage: ``base`` (the recipe's) with this stage's overrides."""
-        return dataclasses.replace(base, **{k: float(v) for k, v in self.loss.items()})
+        return _with_overrides(base, self.loss)
 
 
 @dataclass(frozen=True)
