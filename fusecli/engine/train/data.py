@@ -257,9 +257,8 @@ def load_train_data(
     unlabeled = []
     for folder, pairs in enumerate(config.unlabeled):
         train, _ = _pair_split(root, pairs)
-        unlabeled += [
-            _pair(root / pairs.path, pairs.dirs, n, folder) for n in train[rank::world_size]
-        ]
+        items = [_pair(root / pairs.path, pairs.dirs, n, folder) for n in train[rank::world_size]]
+        unlabeled += items * pairs.repeat  # repeats share the decoded arrays
     return TrainData(tuple(mff), tuple(mef), tuple(unlabeled))
 
 

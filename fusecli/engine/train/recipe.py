@@ -155,6 +155,8 @@ class PairFolders:
     the names in natural (numeric) order, so frames of one drive stay on one side except at a single
     boundary; ``spread`` takes every k-th group. ``group_offset`` > 0 keeps names ``n`` and
     ``n + group_offset`` together (MRI-PET: 21, the two MRI weightings share one PET image).
+    ``repeat`` draws each training pair of the folder that many times per epoch, so a small folder
+    can weigh as much in the batches as a large one (an epoch then counts the repeats).
     """
 
     name: str = ""
@@ -164,6 +166,7 @@ class PairFolders:
     split: Literal["contiguous", "spread"] = "contiguous"
     group_offset: int = 0
     max_pairs: int = 0
+    repeat: int = 1
     # Unsupervised loss weights for the pairs of this folder only, by LossConfig name (those of
     # Eq. 6-7): IVF and MMF are judged differently, and one shared trade-off cost one of them.
     # They take precedence over the recipe's and the stage's values.
@@ -172,6 +175,8 @@ class PairFolders:
     def __post_init__(self) -> None:
         if len(self.dirs) != 2:
             raise ValueError("pair dirs need two names")
+        if self.repeat < 1:
+            raise ValueError("repeat must be a whole number of at least 1")
         _check_loss_overrides(self.loss, UNSUPERVISED_LOSS_KEYS)
 
     def loss_config(self, base: LossConfig) -> LossConfig:

@@ -181,6 +181,26 @@ def test_load_shards_and_validation_from_folders(tmp_path):
     assert val.unlabeled[0].shape == (2, 1, 32, 32)
 
 
+def test_repeat_draws_a_folders_pairs_that_many_times_per_epoch(tmp_path):
+    root = _folders(tmp_path)
+    config = DataConfig(
+        unlabeled=(
+            PairFolders(name="p", path="pairs", dirs=("ir", "vi"), dev_fraction=0.2),
+            PairFolders(name="q", path="pairs", dirs=("vi", "ir"), dev_fraction=0.2, repeat=3),
+        ),
+    )
+    items = load_train_data(root, config).unlabeled
+    assert [item.folder for item in items] == [0] * 5 + [1] * 15
+    assert all(np.array_equal(items[5 + k].a, items[10 + k].a) for k in range(5))
+    # One epoch of batches sees the repeated folder three times as often.
+    drawn = [
+        items[i].folder for step in range(5) for i in epoch_indices(20, 4, step, seed=0, stream=0)
+    ]
+    assert drawn.count(1) == 15
+    shards = [load_train_data(root, config, rank=r, world_size=2) for r in range(2)]
+    assert [len(s.unlabeled) for s in shards] == [3 + 9, 2 + 6]
+
+
 def test_held_out_pairs_are_the_development_split_the_trainer_skips(tmp_path):
     root = _folders(tmp_path)
     config = DataConfig(

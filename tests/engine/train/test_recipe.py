@@ -153,3 +153,12 @@ def test_pair_folders_may_set_their_own_unsupervised_weights(tmp_path):
         Recipe.from_file(_write(tmp_path, bad))
     with pytest.raises(RecipeError, match=r"loss\.ssim_weight must be a number"):
         Recipe.from_file(_write(tmp_path, bad.replace("mef_weight: 1.0", "ssim_weight: x")))
+
+
+def test_pair_folder_repeat_is_a_whole_number_of_at_least_one(tmp_path):
+    r = Recipe.from_file(_write(tmp_path, "data:\n  unlabeled:\n    - {path: p, repeat: 3}\n"))
+    assert r.data.unlabeled[0].repeat == 3
+    with pytest.raises(RecipeError, match=r"unlabeled\.0 \(line 3\): repeat must be a whole"):
+        Recipe.from_file(_write(tmp_path, "data:\n  unlabeled:\n    - {path: p, repeat: 0}\n"))
+    with pytest.raises(RecipeError, match=r"repeat"):
+        Recipe.from_file(_write(tmp_path, "data:\n  unlabeled:\n    - {path: p, repeat: 1.5}\n"))
