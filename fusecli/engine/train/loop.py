@@ -41,6 +41,7 @@ from fusecli.engine.losses import (
     unsupervised_loss,
 )
 from fusecli.engine.model import PSLPT
+from fusecli.engine.train.averaging import WeightAverage
 from fusecli.engine.train.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -271,6 +272,7 @@ def _validate(
     device: torch.device,
 ) -> dict[str, float]:
     """Validation metrics; ``val_loss`` is the stage's objective on the validation set."""
+    was_training = net.training
     net.eval()
     out: dict[str, float] = {}
     supervised = {}
@@ -315,7 +317,7 @@ def _validate(
             )
         )
     out["val_loss"] = val_loss
-    net.train()
+    net.train(was_training)
     return out
 
 
@@ -411,8 +413,9 @@ def _write_checkpoint(
     best: float,
     recipe: Recipe,
     world_size: int,
+    average: WeightAverage | None,
 ) -> None:
-    """Rank 0 writes model, optimiser, scaler and every rank's RNG state (gathered)."""
+    """Rank 0 writes model, weight average, optimiser, scaler and every rank's RNG state."""
     states: list[Any] = [rng_state()]
     if world_size > 1:
         states = [None] * world_size
@@ -425,6 +428,7 @@ def _write_checkpoint(
             "model": net.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
+            "ema": None if average is None else average.state_dict(),
             "rng": states,
             "best_val": best,
             "recipe": resolved_recipe(recipe),
@@ -556,12 +560,23 @@ def _train(
             model = DistributedDataParallel(
                 net, device_ids=[device_.index] if device_.type == "cuda" else None
             )
+        # Validation and exports read the average when the stage keeps one; every rank updates
+        # its own copy from identical weights, so the copies stay equal.
+        average = WeightAverage(net, stage.ema_decay) if stage.ema_decay else None
+        exported = net if average is None else average.net
         step, best = 0, math.inf
         if resuming:
             optimizer.load_state_dict(ckpt["optimizer"])
             scaler.load_state_dict(ckpt["scaler"])
             set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
             step, best = ckpt["step"], ckpt["best_val"]
+            if average is not None:
+                if ckpt.get("ema") is None:
+                    raise FuseError(
+                        f"{ckpt_path} holds no weight average although stage {stage_index} keeps "
+                        f"one; resume with {run_dir / 'recipe.yaml'}"
+                    )
+                average.load_state_dict(ckpt["ema"])
 
         # ---- the loop
         seed = recipe.seed * 1000 + stage_index
@@ -611,6 +626,8 @@ def _train(
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
+                if average is not None:
+                    average.update(net)
                 step += 1
                 # Time of the step itself (batch synthesis, forward, backward, update), without
                 # validation or checkpoint writing.
@@ -629,29 +646,31 @@ def _train(
                     bar.update(task, losses=f"loss {logs['loss']:.4f}")
                 bar.update(task, completed=step)
                 if master and val is not None and (step % stage.val_every == 0 or step == total):
-                    metrics = _validate(net, val, stage, weights, device_)
+                    metrics = _validate(exported, val, stage, weights, device_)
                     _append_log(
                         log_path, {"kind": "val", "stage": stage_index, "step": step, **metrics}
                     )
                     if metrics["val_loss"] < best:
                         best = metrics["val_loss"]
                         save_weights(
-                            net,
+                            exported,
                             run_dir / f"stage{stage_index}_best.safetensors",
                             metadata=_metadata(recipe, stage_index, step, {"val_loss": best}),
                         )
                 if step % stage.checkpoint_every == 0 or step == total:
                     if master and step == total:
                         save_weights(
-                            net,
+                            exported,
                             run_dir / f"stage{stage_index}_last.safetensors",
                             metadata=_metadata(recipe, stage_index, step, {}),
                         )
                     _write_checkpoint(
                         ckpt_path, stage=stage_index, step=step, total=total, net=net,
                         optimizer=optimizer, scaler=scaler, best=best, recipe=recipe,
-                        world_size=world_size,
+                        world_size=world_size, average=average,
                     )  # fmt: skip
+        if average is not None:
+            net.load_state_dict(average.net.state_dict())  # the stage's result is what it exported
         if world_size > 1:
             _check_ranks_agree(net)
         result.seconds_per_step[stage_index] = train_seconds / max(timed_steps, 1)

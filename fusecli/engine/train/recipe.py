@@ -226,6 +226,9 @@ class StageConfig:
     # Loss weights that differ in this stage from the recipe's loss section, by LossConfig name:
     # stage 1 and stage 2 of a refinement recipe may want different trade-offs.
     loss: dict[str, float] = field(default_factory=dict)
+    # > 0: validate and export an exponential moving average of the weights with this decay
+    # (0.995 averages over about the last 200 steps); training itself moves the raw weights.
+    ema_decay: float = 0.0
     log_every: int = 1
     val_every: int = 100
     checkpoint_every: int = 100
@@ -244,6 +247,8 @@ class StageConfig:
             raise ValueError("length, log_every, val_every and checkpoint_every must be >= 1")
         if self.batch_mff + self.batch_mef < 1:
             raise ValueError("a stage needs batch_mff + batch_mef >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be 0 (off) or lie in (0, 1), got {self.ema_decay}")
         _check_loss_overrides(self.loss, {f.name for f in dataclasses.fields(LossConfig)})
 
     def loss_config(self, base: LossConfig) -> LossConfig:

@@ -81,6 +81,36 @@ def test_smoke_recipe_runs_both_stages_and_exports(data_dir, full_run):
 
 @pytest.mark.data
 @pytest.mark.slow
+def test_weight_average_is_validated_exported_and_resumed(data_dir, tmp_path, full_run):
+    recipe = _smoke(data_dir, "stage2.ema_decay=0.5")
+    run = tmp_path / "interrupted"
+    # Stopped after stage 2's first step: the raw weights w1 (the average does not steer training).
+    w1 = _state(train(recipe, run_dir=run, progress=False, stop_after=5).net)
+    w0 = load_weights(run / "stage1_last.safetensors").state_dict()  # FAF set 2 starts as set 1
+    averaged = _state(train(recipe, run_dir=run, resume=True, progress=False).net)
+    w2 = full_run[0].net.state_dict()  # the same run without an average ends at the raw w2
+    d1, d2 = 2 / 11, 3 / 12  # warm-up decays of updates 1 and 2, below 0.5
+    for k in averaged:
+        if k.startswith("faf2."):
+            start = w0["faf1." + k[5:]]
+            expected = d2 * (d1 * start + (1 - d1) * w1[k]) + (1 - d2) * w2[k]
+            assert torch.allclose(averaged[k], expected, atol=1e-6), k
+        else:
+            assert torch.equal(averaged[k], w2[k]), k
+    assert any(not torch.equal(averaged[k], w2[k]) for k in averaged if k.startswith("faf2."))
+    last = load_weights(run / "stage2_last.safetensors").state_dict()
+    for k, v in last.items():
+        assert torch.equal(v, averaged[k]), k
+    # The stage-2 validation row scores the average, so it differs from the plain run's.
+    val = [json.loads(r) for r in (run / "log.jsonl").read_text().splitlines() if '"val"' in r]
+    plain = [json.loads(r) for r in (full_run[1] / "log.jsonl").read_text().splitlines()]
+    plain_val = [r for r in plain if r["kind"] == "val"]
+    assert val[-1]["stage"] == plain_val[-1]["stage"] == 2
+    assert val[-1]["val_loss"] != plain_val[-1]["val_loss"]
+
+
+@pytest.mark.data
+@pytest.mark.slow
 def test_stage2_trains_only_faf2_starting_from_faf1(data_dir, tmp_path):
     recipe = _smoke(data_dir)
     train(recipe, run_dir=tmp_path, stages=(1,), progress=False)
