@@ -162,3 +162,12 @@ def test_pair_folder_repeat_is_a_whole_number_of_at_least_one(tmp_path):
         Recipe.from_file(_write(tmp_path, "data:\n  unlabeled:\n    - {path: p, repeat: 0}\n"))
     with pytest.raises(RecipeError, match=r"repeat"):
         Recipe.from_file(_write(tmp_path, "data:\n  unlabeled:\n    - {path: p, repeat: 1.5}\n"))
+
+
+def test_stage_weight_average_decay_is_off_or_below_one(tmp_path):
+    assert (
+        Recipe.from_file(_write(tmp_path, "stage2: {ema_decay: 0.995}\n")).stage2.ema_decay == 0.995
+    )
+    assert Recipe().stage1.ema_decay == 0.0
+    with pytest.raises(RecipeError, match=r"stage2 \(line 1\): ema_decay must be 0 \(off\)"):
+        Recipe.from_file(_write(tmp_path, "stage2: {ema_decay: 1.0}\n"))
