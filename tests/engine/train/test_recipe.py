@@ -20,6 +20,7 @@ RECIPES = Path(__file__).resolve().parents[3] / "recipes"
         "cpu_refine.yaml",
         "cpu_finetune.yaml",
         "cpu_stage2_mmf.yaml",
+        "cpu_stage2_balance.yaml",
         "smoke.yaml",
     ],
 )
