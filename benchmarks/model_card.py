@@ -388,7 +388,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--recipe",
         type=Path,
-        default=REPO / "recipes" / "cpu_finetune.yaml",
+        default=REPO / "recipes" / "cpu_stage2_balance.yaml",
         help="recipe the weights were trained with; it defines the held-out pairs",
     )
     parser.add_argument("--data", type=Path, default=None, help="default: the recipe's data root")
