@@ -571,11 +571,7 @@ def _train(
             set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
             step, best = ckpt["step"], ckpt["best_val"]
             if average is not None:
-                if ckpt.get("ema") is None:
-                    raise FuseError(
-                        f"{ckpt_path} holds no weight average although stage {stage_index} keeps "
-                        f"one; resume with {run_dir / 'recipe.yaml'}"
-                    )
+                # The recipe check above guarantees the checkpoint was written with this average.
                 average.load_state_dict(ckpt["ema"])
 
         # ---- the loop
