@@ -28,6 +28,7 @@ __all__ = [
     "LossWeights",
     "gaussian_window",
     "intensity_loss",
+    "mef_ssim",
     "reconstruction_loss",
     "sobel_magnitude",
     "ssim",
@@ -61,6 +62,10 @@ class LossWeights:
             a grey level or two, while the information metrics (MI, NMI) of the fused image do.
             Per task because an MEF ground truth fixes a brightness that real brackets do not
             share: on MEFB the term cost Qabf, on MFF it raised Qabf, MI and NMI.
+        mef_ssim: weight of ``1 - MEF-SSIM(f; a, b)`` (:func:`mef_ssim`) added to the supervised
+            MEF loss. Not in the paper (0 there): the simulated ground truth fixes one rendering of
+            the scene, while a fusion of real brackets is judged by how well it keeps, window by
+            window, the structure of the better exposed source, which MEF-SSIM measures.
     """
 
     mef: float = 0.1
@@ -73,6 +78,7 @@ class LossWeights:
     supervised_texture: float = 0.0
     mff_l1: float = 0.0
     mef_l1: float = 0.0
+    mef_ssim: float = 0.0
 
     def supervised_options(self, task: str) -> dict[str, float]:
         """The weight keywords of :func:`supervised_task_loss` for ``task`` ("mff" or "mef")."""
@@ -80,6 +86,7 @@ class LossWeights:
             "recon_weight": self.recon,
             "texture_weight": self.supervised_texture,
             "l1_weight": self.mff_l1 if task == "mff" else self.mef_l1,
+            "mef_ssim_weight": self.mef_ssim if task == "mef" else 0.0,
         }
 
 
@@ -150,6 +157,60 @@ def ssim(
     num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
     return (num / den).mean()
+
+
+def mef_ssim(
+    fused: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    data_range: float = 1.0,
+    contrast_power: float = 4.0,
+) -> torch.Tensor:
+    """Single-scale MEF-SSIM of a fusion of two exposures, differentiable.
+
+    Ma, Zeng, Wang, "Perceptual quality assessment for multi-exposure image fusion", IEEE TIP
+    2015. In every window the desired patch has the largest contrast of the sources and their
+    structures averaged with weights ``contrast ** contrast_power`` (the better exposed source
+    dominates); the score is SSIM's contrast-structure term between that patch and the fusion.
+    Windows are Gaussian (as :func:`ssim`), so the value is close to, not equal to, the MATLAB
+    metric's; training needs the gradient, the metrics package the exact number.
+
+    Args:
+        fused, a, b: (N, 1, H, W), H and W >= window_size.
+
+    Returns:
+        Scalar tensor: the score averaged over valid windows and the batch (1: ideal).
+    """
+    for name, x in (("fused", fused), ("a", a), ("b", b)):
+        _check_image(name, x)
+    if fused.dtype in (torch.float16, torch.bfloat16):
+        fused, a, b = fused.float(), a.float(), b.float()
+    w = gaussian_window(window_size, sigma, dtype=fused.dtype, device=fused.device)
+    c2 = (0.03 * data_range) ** 2
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, w)
+
+    mu_a, mu_b, mu_f = mean(a), mean(b), mean(fused)
+    var_a = (mean(a * a) - mu_a**2).clamp_min(0)
+    var_b = (mean(b * b) - mu_b**2).clamp_min(0)
+    var_f = (mean(fused * fused) - mu_f**2).clamp_min(0)
+    cov_ab = mean(a * b) - mu_a * mu_b
+    cov_af = mean(a * fused) - mu_a * mu_f
+    cov_bf = mean(b * fused) - mu_b * mu_f
+    std_a, std_b = (var_a + 1e-12).sqrt(), (var_b + 1e-12).sqrt()
+    # Structure weights: contrast ** p over the contrast that normalises each structure vector.
+    u_a, u_b = std_a ** (contrast_power - 1), std_b ** (contrast_power - 1)
+    # <s, f - mu_f> and |s| of the weighted structure s = u_a (a - mu_a) + u_b (b - mu_b).
+    along = u_a * cov_af + u_b * cov_bf
+    norm = (u_a**2 * var_a + 2 * u_a * u_b * cov_ab + u_b**2 * var_b).clamp_min(1e-12).sqrt()
+    std_desired = torch.maximum(std_a, std_b)
+    cov_desired = std_desired * along / norm
+    score = (2 * cov_desired + c2) / (std_desired**2 + var_f + c2)
+    return score.mean()
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -233,11 +294,13 @@ def supervised_task_loss(
     recon_weight: float,
     texture_weight: float = 0.0,
     l1_weight: float = 0.0,
+    mef_ssim_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Eq. 3 / Eq. 4: ``1 - SSIM(I, I^) + lambda_1 (|a^ - a|_1 + |b^ - b|_1)`` for MFF or MEF.
 
     With ``texture_weight`` > 0, ``texture_weight * L_text(f, a, b)`` (Eq. 9) is added; with
-    ``l1_weight`` > 0, ``l1_weight * |f - I|_1``.
+    ``l1_weight`` > 0, ``l1_weight * |f - I|_1``; with ``mef_ssim_weight`` > 0,
+    ``mef_ssim_weight * (1 - MEF-SSIM(f; a, b))``.
 
     Args:
         fused: (N, 1, H, W) network output.
@@ -247,10 +310,11 @@ def supervised_task_loss(
         recon_weight: lambda_1.
         texture_weight: weight of the texture term (0: the paper's loss).
         l1_weight: weight of the L1 distance to the ground truth (0: the paper's loss).
+        mef_ssim_weight: weight of the MEF-SSIM term (0: the paper's loss).
 
     Returns:
         Dict with scalar tensors ``total``, ``ssim`` (the 1 - SSIM term) and ``recon``, plus
-        ``texture`` when ``texture_weight`` > 0 and ``l1`` when ``l1_weight`` > 0.
+        ``texture``, ``l1`` and ``mef_ssim`` when their weights are > 0.
     """
     fusion = 1 - ssim(target, fused)
     recon = reconstruction_loss(recon_a, recon_b, a, b)
@@ -261,6 +325,9 @@ def supervised_task_loss(
     if l1_weight > 0:
         parts["l1"] = F.l1_loss(fused, target)
         parts["total"] = parts["total"] + l1_weight * parts["l1"]
+    if mef_ssim_weight > 0:
+        parts["mef_ssim"] = 1 - mef_ssim(fused, a, b)
+        parts["total"] = parts["total"] + mef_ssim_weight * parts["mef_ssim"]
     return parts
 
 

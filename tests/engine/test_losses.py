@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fusecli.engine import losses as L
+from fusecli.engine.losses import LossWeights, mef_ssim, supervised_task_loss
 
 
 def _const(value: float, n: int = 1, size: int = 16) -> torch.Tensor:
@@ -165,3 +166,33 @@ def test_losses_give_gradients():
     a, b = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)
     L.unsupervised_loss(f, a, b, a, b, weights=L.LossWeights())["total"].backward()
     assert f.grad is not None and torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
+
+
+def test_mef_ssim_is_one_for_the_ideal_fusion_and_prefers_the_better_exposure():
+    torch.manual_seed(0)
+    scene = torch.rand(2, 1, 32, 32)
+    flat = torch.full_like(scene, 0.9)  # a clipped over-exposure: no structure at all
+    assert float(mef_ssim(scene, scene, scene)) == pytest.approx(1.0, abs=1e-5)
+    # Against a structureless source the desired patch is the other source's: SSIM's
+    # contrast-structure term with it.
+    assert float(mef_ssim(scene, scene, flat)) == pytest.approx(1.0, abs=1e-5)
+    assert float(mef_ssim(scene * 0.5 + 0.45, scene, flat)) < 1.0
+    # Averaging in the flat source halves the contrast; a fusion keeping it scores higher.
+    halved = 0.5 * (scene + flat)
+    assert float(mef_ssim(halved, scene, flat)) < float(mef_ssim(scene, scene, flat))
+    blank = torch.zeros(1, 1, 16, 16, requires_grad=True)
+    score = mef_ssim(blank, torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16))
+    score.backward()
+    assert torch.isfinite(blank.grad).all()
+
+
+def test_supervised_mef_ssim_term_is_added_for_mef_only():
+    torch.manual_seed(1)
+    fused, ra, rb, gt, a, b = (torch.rand(1, 1, 24, 24) for _ in range(6))
+    plain = supervised_task_loss(fused, ra, rb, gt, a, b, recon_weight=0.5)
+    weights = LossWeights(mef_ssim=2.0)
+    mef = supervised_task_loss(fused, ra, rb, gt, a, b, **weights.supervised_options("mef"))
+    mff = supervised_task_loss(fused, ra, rb, gt, a, b, **weights.supervised_options("mff"))
+    assert "mef_ssim" not in mff and torch.isclose(mff["total"], plain["total"])
+    expected = plain["total"] + 2.0 * (1 - mef_ssim(fused, a, b))
+    assert torch.isclose(mef["total"], expected)
