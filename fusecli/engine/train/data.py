@@ -17,6 +17,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from fusecli.engine.train.recipe import (
     DataConfig,
@@ -44,6 +45,7 @@ __all__ = [
     "load_validation_data",
     "natural_key",
     "read_luma",
+    "scaled_crop",
     "unlabeled_batch",
 ]
 
@@ -399,6 +401,38 @@ def crop_and_flip(
     return out
 
 
+def scaled_crop(
+    image: np.ndarray, size: int, rng: np.random.Generator, scale: tuple[float, ...]
+) -> np.ndarray:
+    """A random crop showing ``size / s`` pixels of ``image`` resized to ``size``, with flips.
+
+    Args:
+        image: (H, W) uint8.
+        size: output side.
+        rng: seeded generator.
+        scale: range of s; (1, 1) is :func:`crop_and_flip` exactly (no extra random draws).
+
+    Returns:
+        (size, size) float32 in [0, 1].
+    """
+    if tuple(scale) == (1.0, 1.0):
+        (patch,) = crop_and_flip([image], size, rng)
+        return patch.astype(np.float32) / 255.0
+    s = float(rng.uniform(scale[0], scale[1]))
+    side = max(size, min(round(size / s), *image.shape))
+    (patch,) = crop_and_flip([image], side, rng)
+    patch = patch.astype(np.float32) / 255.0
+    if side == size:
+        return patch
+    # Antialiased resampling: a plain bilinear reduction would alias fine texture into moire,
+    # which no camera produces.
+    resized = F.interpolate(
+        torch.from_numpy(patch)[None, None], size=(size, size), mode="bilinear",
+        antialias=True, align_corners=False,
+    )  # fmt: skip
+    return resized[0, 0].clamp_(0.0, 1.0).numpy()
+
+
 def labeled_batch(
     items: Sequence[LabeledItem],
     task: str,
@@ -410,8 +444,11 @@ def labeled_batch(
     rank: int,
     mff: MFFSimulation,
     mef: MEFSimulation,
+    scale: tuple[float, ...] = (1.0, 1.0),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The MFF or MEF batch of one step: crops of real triples or simulated from sharp images.
+
+    ``scale`` is the scale augmentation of the simulated crops (see :func:`scaled_crop`).
 
     Returns:
         source 1, source 2, ground truth: (batch, 1, crop, crop) float32 in [0, 1].
@@ -424,8 +461,7 @@ def labeled_batch(
         rng = np.random.default_rng([seed, stream, rank, step, k])
         item = items[index]
         if item.sources is None:
-            (gt,) = crop_and_flip([item.target], crop, rng)
-            gt = gt.astype(np.float32) / 255.0
+            gt = scaled_crop(item.target, crop, rng, scale)
             a, b = simulate_mff(gt, rng, mff) if task == "mff" else simulate_mef(gt, rng, mef)
         else:
             a, b, gt = (

@@ -97,6 +97,7 @@ def _loss_weights(c: LossConfig) -> LossWeights:
         supervised_texture=c.supervised_texture_weight,
         mff_l1=c.mff_l1_weight,
         mef_l1=c.mef_l1_weight,
+        mef_ssim=c.mef_ssim_weight,
     )
 
 
@@ -282,7 +283,7 @@ def _validate(
         totals, psnrs, ssims, n = 0.0, 0.0, 0.0, 0
         for a, b, gt in _chunks(batch):
             a, b, gt = a.to(device), b.to(device), gt.to(device)
-            fused, ra, rb = net(a, b, faf_set=stage.faf_set)
+            fused, ra, rb = net(a, b, faf_set=stage.faf_set_labeled)
             k = a.shape[0]
             parts = supervised_task_loss(
                 fused, ra, rb, gt, a, b, **weights.supervised_options(task)
@@ -342,7 +343,7 @@ def _train_step(
     if labeled:
         a = torch.cat([x[0] for _, x in labeled])
         b = torch.cat([x[1] for _, x in labeled])
-        fused, ra, rb = model(a, b, faf_set=stage.faf_set)
+        fused, ra, rb = model(a, b, faf_set=stage.faf_set_labeled)
         start = 0
         for task, (ta, tb, gt) in labeled:
             sl = slice(start, start + ta.shape[0])
@@ -596,6 +597,7 @@ def _train(
                         batches[name] = labeled_batch(
                             items, name, batch=size, crop=stage.crop_labeled, step=step,
                             seed=seed, rank=rank, mff=recipe.data.mff, mef=recipe.data.mef,
+                            scale=recipe.data.natural.scale,
                         )  # fmt: skip
                 if stage.batch_unlabeled:
                     batches["unlabeled"] = unlabeled_batch(

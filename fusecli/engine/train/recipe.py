@@ -54,6 +54,9 @@ class LossConfig:
     # loss of each task; see LossWeights.mff_l1.
     mff_l1_weight: float = 0.0
     mef_l1_weight: float = 0.0
+    # Not in the paper (0 there): 1 - MEF-SSIM against the two exposures, added to the supervised
+    # MEF loss; see LossWeights.mef_ssim.
+    mef_ssim_weight: float = 0.0
 
 
 # The weights of the unsupervised IVF/MMF loss (Eq. 6-7), which a pair folder may set for itself.
@@ -130,6 +133,16 @@ class NaturalImages:
     dirs: tuple[str, ...] = ()
     dev_fraction: float = 0.1  # share kept out of training for labeled validation
     max_images: int = 0  # 0: all; otherwise the first N of the sorted training list (smoke tests)
+    # Scale augmentation: each simulated crop shows a region of crop / s pixels resized to the
+    # crop, s uniform in this range. Below 1 a crop holds more of the scene (the network sees
+    # objects whole and at the sizes of smaller photographs); (1, 1): off, no resampling.
+    scale: tuple[float, ...] = (1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(
+                f"natural.scale must be two numbers 0 < low <= high <= 1, got {self.scale}"
+            )
 
 
 @dataclass(frozen=True)
@@ -220,6 +233,10 @@ class StageConfig:
     grad_clip: float = 0.0  # 0: no clipping
     grad_clip_norm: float = 2.0  # 1, 2, or inf
     faf_set: int = 1
+    # FAF set of the supervised MFF/MEF crops when it differs from ``faf_set`` (0: the same).
+    # A joint stage trains encoders and decoder on every task at once, each task through its own
+    # set: labeled_faf_set 1 for MFF/MEF, faf_set 2 for the unlabeled IVF/MMF pairs.
+    labeled_faf_set: int = 0
     train: tuple[str, ...] = ("encoder1", "encoder2", "decoder", "faf1")
     init_faf2_from_faf1: bool = False
     init_from: Literal["previous_last", "previous_best", "scratch"] = "scratch"
@@ -240,6 +257,10 @@ class StageConfig:
                 raise ValueError(f"{name} must be a positive multiple of 16, got {size}")
         if self.faf_set not in (1, 2):
             raise ValueError(f"faf_set must be 1 or 2, got {self.faf_set}")
+        if self.labeled_faf_set not in (0, 1, 2):
+            raise ValueError(
+                f"labeled_faf_set must be 0 (same as faf_set), 1 or 2, got {self.labeled_faf_set}"
+            )
         allowed = {"encoder1", "encoder2", "decoder", "faf1", "faf2"}
         if set(self.train) - allowed:
             raise ValueError(f"train may list only {sorted(allowed)}, got {list(self.train)}")
@@ -250,6 +271,11 @@ class StageConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be 0 (off) or lie in (0, 1), got {self.ema_decay}")
         _check_loss_overrides(self.loss, {f.name for f in dataclasses.fields(LossConfig)})
+
+    @property
+    def faf_set_labeled(self) -> int:
+        """The FAF set the supervised MFF/MEF crops go through."""
+        return self.labeled_faf_set or self.faf_set
 
     def loss_config(self, base: LossConfig) -> LossConfig:
         """The loss weights of this stage: ``base`` (the recipe's) with this stage's overrides."""

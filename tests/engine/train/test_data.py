@@ -21,6 +21,7 @@ from fusecli.engine.train.data import (
     load_validation_data,
     natural_key,
     read_luma,
+    scaled_crop,
     unlabeled_batch,
 )
 from fusecli.engine.train.recipe import (
@@ -226,3 +227,24 @@ def test_mismatched_pair_folders_are_a_fuse_error(tmp_path):
         load_train_data(root, config)
     with pytest.raises(FuseError, match="does not exist"):
         load_train_data(root, DataConfig(natural=NaturalImages(dirs=("nowhere",))))
+
+
+def test_scaled_crop_without_scaling_is_the_plain_crop():
+    image = (np.random.default_rng(2).random((70, 90)) * 255).astype(np.uint8)
+    plain = scaled_crop(image, 32, np.random.default_rng(7), (1.0, 1.0))
+    (expected,) = crop_and_flip([image], 32, np.random.default_rng(7))
+    assert np.array_equal(plain, expected.astype(np.float32) / 255.0)
+
+
+def test_scaled_crop_shows_a_larger_region_at_the_crop_size():
+    # A vertical ramp: a crop showing twice the region spans twice the grey range.
+    ramp = np.repeat(np.arange(200, dtype=np.uint8)[:, None], 200, axis=1)
+    half = scaled_crop(ramp, 32, np.random.default_rng(0), (0.5, 0.5))
+    full = scaled_crop(ramp, 32, np.random.default_rng(0), (1.0, 1.0))
+    assert half.shape == (32, 32) and half.dtype == np.float32
+    assert half.min() >= 0.0 and half.max() <= 1.0
+    span = lambda x: float(x.max() - x.min())  # noqa: E731
+    assert span(half) == pytest.approx(2 * span(full), rel=0.1)
+    # Scale 1/3 on a 40-pixel image cannot show 96 pixels: it shows the whole side.
+    small = (np.random.default_rng(3).random((40, 40)) * 255).astype(np.uint8)
+    assert scaled_crop(small, 32, np.random.default_rng(0), (0.3, 0.3)).shape == (32, 32)

@@ -10,8 +10,9 @@ import torch
 
 from fusecli.engine import load_weights, read_weights_metadata
 from fusecli.engine.losses import LossWeights, unsupervised_loss
+from fusecli.engine.model import PSLPT
 from fusecli.engine.train.checkpoint import load_checkpoint
-from fusecli.engine.train.loop import _unsupervised_parts, lr_at, train
+from fusecli.engine.train.loop import _set_trainable, _train_step, _unsupervised_parts, lr_at, train
 from fusecli.engine.train.recipe import Recipe, StageConfig
 from fusecli.errors import FuseError
 
@@ -225,3 +226,25 @@ def test_each_pair_folder_gets_its_own_unsupervised_weights():
     whole = unsupervised_loss(fused, ra, rb, a, b, weights=base)
     assert all(torch.isclose(same[k], whole[k]) for k in whole)
     assert all(torch.isclose(same[k], parts[k], atol=1e-6) for k in ("ssim", "recon"))
+
+
+def test_a_joint_stage_sends_each_task_through_its_own_faf_set():
+    torch.manual_seed(0)
+    net = PSLPT()
+    stage = StageConfig(
+        faf_set=2, labeled_faf_set=1, batch_unlabeled=2,
+        train=("encoder1", "encoder2", "decoder", "faf1", "faf2"),
+    )  # fmt: skip
+    params = _set_trainable(net, stage.train)
+    a, b, gt = (torch.rand(2, 1, 32, 32) for _ in range(3))
+    batches = {"mff": (a[:1], b[:1], gt[:1]), "mef": (a[1:], b[1:], gt[1:])}
+    batches["unlabeled"] = (b, a, torch.zeros(2, dtype=torch.int64))
+    loss, _ = _train_step(net, batches, stage, LossWeights())
+    loss.backward()
+    assert all(p.grad is not None for p in params)
+    # Without the unlabeled crops only set 1 (the labeled set) gets a gradient.
+    net.zero_grad(set_to_none=True)
+    loss, _ = _train_step(net, {k: batches[k] for k in ("mff", "mef")}, stage, LossWeights())
+    loss.backward()
+    assert all(p.grad is None for p in net.faf2.parameters())
+    assert all(p.grad is not None for p in net.faf1.parameters())

@@ -12,23 +12,22 @@ from fusecli.errors import RecipeError
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "two_stage.yaml",
-        "cpu.yaml",
-        "cpu_refine.yaml",
-        "cpu_finetune.yaml",
-        "cpu_stage2_mmf.yaml",
-        "cpu_stage2_balance.yaml",
-        "smoke.yaml",
-    ],
-)
+@pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
 def test_shipped_recipes_load(name):
     recipe = Recipe.from_file(RECIPES / name)
-    assert recipe.stage1.faf_set == 1 and recipe.stage2.faf_set == 2
+    # Stage 1's supervised crops go through set 1 (MFF/MEF); stage 2 refits set 2 alone.
+    assert recipe.stage1.faf_set_labeled == 1 and recipe.stage2.faf_set == 2
     assert recipe.stage2.train == ("faf2",)
     assert Recipe.from_dict(recipe_to_dict(recipe)) == recipe
+
+
+def test_long_recipe_trains_the_whole_network_on_every_task_in_stage_1():
+    r = Recipe.from_file(RECIPES / "cpu_long.yaml")
+    assert set(r.stage1.train) == {"encoder1", "encoder2", "decoder", "faf1", "faf2"}
+    assert (r.stage1.faf_set_labeled, r.stage1.faf_set) == (1, 2)
+    assert r.stage1.batch_unlabeled > 0 and r.stage1.crop_labeled == 128
+    assert any(p.path.startswith("harvard/") for p in r.data.unlabeled)
+    assert r.stage1.grad_clip >= 0.1  # not the 1e-4 that starved Adam (recipe header)
 
 
 def test_two_stage_recipe_has_the_paper_values():
@@ -172,3 +171,19 @@ def test_stage_weight_average_decay_is_off_or_below_one(tmp_path):
     assert Recipe().stage1.ema_decay == 0.0
     with pytest.raises(RecipeError, match=r"stage2 \(line 1\): ema_decay must be 0 \(off\)"):
         Recipe.from_file(_write(tmp_path, "stage2: {ema_decay: 1.0}\n"))
+
+
+def test_labeled_faf_set_and_natural_scale_are_validated(tmp_path):
+    r = Recipe.from_file(
+        _write(
+            tmp_path,
+            "data: {natural: {scale: [0.5, 1.0]}}\nstage1: {faf_set: 2, labeled_faf_set: 1}\n",
+        )
+    )
+    assert r.data.natural.scale == (0.5, 1.0)
+    assert (r.stage1.faf_set_labeled, r.stage1.faf_set) == (1, 2)
+    assert Recipe().stage2.faf_set_labeled == Recipe().stage2.faf_set
+    with pytest.raises(RecipeError, match=r"labeled_faf_set must be 0"):
+        Recipe.from_file(_write(tmp_path, "stage1: {labeled_faf_set: 3}\n"))
+    with pytest.raises(RecipeError, match=r"natural.scale must be"):
+        Recipe.from_file(_write(tmp_path, "data: {natural: {scale: [0.5, 1.5]}}\n"))
