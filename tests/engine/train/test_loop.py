@@ -248,3 +248,28 @@ def test_a_joint_stage_sends_each_task_through_its_own_faf_set():
     loss.backward()
     assert all(p.grad is None for p in net.faf2.parameters())
     assert all(p.grad is not None for p in net.faf1.parameters())
+
+
+def test_large_labeled_batches_are_forwarded_in_pieces_with_the_same_result(monkeypatch):
+    from fusecli.engine.train import loop
+
+    torch.manual_seed(0)
+    net = PSLPT()
+    stage = StageConfig()
+    _set_trainable(net, stage.train)
+    a, b, gt = (torch.rand(4, 1, 32, 32) for _ in range(3))
+    batches = {"mff": (a[:2], b[:2], gt[:2]), "mef": (a[2:], b[2:], gt[2:])}
+
+    def loss_and_grads():
+        net.zero_grad(set_to_none=True)
+        loss, _ = _train_step(net, batches, stage, LossWeights())
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in net.parameters() if p.grad is not None]
+
+    whole, whole_grads = loss_and_grads()
+    monkeypatch.setattr(loop, "MAX_PIXELS_PER_FORWARD", 32 * 32)  # one crop per forward
+    pieces, piece_grads = loss_and_grads()
+    assert torch.allclose(whole, pieces, rtol=1e-5)
+    # Float summation order differs: compare each gradient relative to its own scale.
+    for g, h in zip(whole_grads, piece_grads, strict=True):
+        assert float((g - h).abs().max()) <= 1e-3 * float(g.abs().max())
