@@ -17,14 +17,14 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from fusecli.engine.metrics import (
+from fusecli.errors import FuseError, ImageReadError
+from fusecli.metrics import (
     COLOUR_MODES,
     DEFAULT_METRICS,
     METRICS,
     REFERENCE_METRICS,
     compute_metrics_many,
 )
-from fusecli.errors import FuseError, ImageReadError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

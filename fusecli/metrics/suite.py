@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fusecli.engine.metrics import gradient, information, perceptual, structural
-from fusecli.engine.metrics._cache import forget, shared_intermediates
-from fusecli.engine.metrics._matlab import rgb_to_gray
 from fusecli.errors import FuseError
+from fusecli.metrics import gradient, information, perceptual, structural
+from fusecli.metrics._cache import forget, shared_intermediates
+from fusecli.metrics._matlab import rgb_to_gray
 
 ColourMode = Literal["channels", "gray"]
 COLOUR_MODES: tuple[str, ...] = ("channels", "gray")

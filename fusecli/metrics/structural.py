@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fusecli.engine.metrics._cache import memoised
-from fusecli.engine.metrics._matlab import (
+from fusecli.errors import FuseError
+from fusecli.metrics._cache import memoised
+from fusecli.metrics._matlab import (
     box_sum_valid,
     correlate_separable,
     downsample_by_two,
     gaussian_taps,
 )
-from fusecli.errors import FuseError
 
 _WINDOW = 11
 _SIGMA = 1.5
