@@ -111,7 +111,7 @@ def _match_scheme(
     return sorted({t for t, s in best if s == scheme}), scheme
 
 
-def _task_from_ancestors(folder: Path, root: Path, catalog: TaskCatalog) -> str | None:
+def _task_from_ancestors(folder: Path, catalog: TaskCatalog) -> str | None:
     """A task named by the folder or one of its ancestors (a folder named ``mef`` or ``mff``)."""
     for part in reversed(folder.resolve().parts):
         if part.lower() in catalog.tasks:
@@ -246,7 +246,7 @@ def _scene(
             f"{relative / p.name}: not part of a pair or stack; skipped" for p in images
         ]
         return
-    name = task or _task_from_ancestors(folder, root, catalog)
+    name = task or _task_from_ancestors(folder, catalog)
     if name is None:
         plan.problems.append(
             f"{relative}/: {len(images)} images in no recognised layout; pass --task to fuse "
