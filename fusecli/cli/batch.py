@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,10 +37,8 @@ from fusecli.cli.fuse import device_of
 from fusecli.engine import PSLPT
 from fusecli.errors import FuseError
 from fusecli.hookspecs import TaskSpec
-from fusecli.io import SUPPORTED_EXTENSIONS
+from fusecli.io import SUPPORTED_EXTENSIONS, image_files, natural_key
 from fusecli.plugins import TaskCatalog, fuse_files, get_catalog, load_network, resolve_weights
-
-_DIGITS = re.compile(r"(\d+)")
 
 
 @dataclass(frozen=True)
@@ -59,24 +56,6 @@ class Plan:
 
     jobs: list[Job] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-def natural_key(path: Path) -> list[object]:
-    """Sort key that puts ``img2`` before ``img10``."""
-    return [int(part) if part.isdigit() else part.lower() for part in _DIGITS.split(path.name)]
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(
-        (
-            p
-            for p in folder.iterdir()
-            if p.is_file()
-            and not p.name.startswith(".")
-            and p.suffix.lower() in SUPPORTED_EXTENSIONS
-        ),
-        key=natural_key,
-    )
 
 
 def _subfolders(folder: Path, skip: Path) -> list[Path]:
@@ -127,9 +106,9 @@ def _sibling_jobs(
     folder: Path, root: Path, outdir: Path, task: str, scheme: tuple[str, ...], ext: str
 ) -> Plan:
     by_name = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
-    columns = [{p.stem: p for p in _images(by_name[name])} for name in scheme]
+    columns = [{p.stem: p for p in image_files(by_name[name])} for name in scheme]
     plan = Plan()
-    stems = sorted(set().union(*columns), key=lambda s: natural_key(Path(s)))
+    stems = sorted(set().union(*columns), key=natural_key)
     relative = folder.relative_to(root)
     for stem in stems:
         missing = [by_name[n].name for n, col in zip(scheme, columns) if stem not in col]
@@ -150,7 +129,7 @@ def _suffix_jobs(
     suffixes = {name for _, scheme in schemes for name in scheme}
     groups: dict[str, dict[str, Path]] = {}
     loose: list[Path] = []
-    for image in _images(folder):
+    for image in image_files(folder):
         prefix, sep, suffix = image.stem.rpartition("_")
         if sep and prefix and suffix.lower() in suffixes:
             groups.setdefault(prefix, {})[suffix.lower()] = image
@@ -158,7 +137,7 @@ def _suffix_jobs(
             loose.append(image)
     plan = Plan()
     relative = folder.relative_to(root)
-    for prefix in sorted(groups, key=lambda s: natural_key(Path(s))):
+    for prefix in sorted(groups, key=natural_key):
         members = groups[prefix]
         found = _match_scheme(list(members), schemes)
         if found is None:

@@ -73,7 +73,7 @@ def test_without_weights_the_demo_fails_clearly_and_writes_nothing(
 
 
 def test_a_photograph_can_replace_the_drawn_scene(tmp_path: Path) -> None:
-    photo = write_image(tmp_path / "photo.png", torch.rand(1, 3, 40, 60))
+    photo = write_image(tmp_path / "photo.png", torch.rand(1, 3, 40, 60)).path
     weights = save_weights(PSLPT(), tmp_path / "w.safetensors", {})
     out = tmp_path / "demo"
     args = [
