@@ -245,7 +245,9 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:
     if path.is_dir():
         raise ImageWriteError(f"{path} is a folder; give an output file name")
     if path.exists() and not overwrite:
-        raise ImageWriteError(f"{path} already exists; pass --overwrite to replace it")
+        raise ImageWriteError(
+            f"{path} already exists", remedy="allow overwriting to replace it", hint="overwrite"
+        )
 
 
 def output_bit_depth(images: Sequence[LoadedImage]) -> int:

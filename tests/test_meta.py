@@ -37,9 +37,12 @@ def test_engine_imports_neither_the_cli_nor_plugin_machinery_nor_the_metrics() -
         "rich",
         "fusecli.cli",
         "fusecli.plugins",
+        "fusecli.pipeline",
         "fusecli.metrics",
     )
-    loaded = _modules_loaded_by("fusecli.engine, fusecli.io, fusecli.color", banned)
+    loaded = _modules_loaded_by(
+        "fusecli.engine, fusecli.io, fusecli.color, fusecli.filters", banned
+    )
     assert loaded == []
 
 
@@ -47,6 +50,13 @@ def test_metrics_are_a_numpy_sibling_of_the_engine() -> None:
     # The metrics score images; they need neither the network nor torch.
     banned = ("torch", "fusecli.engine", "typer", "pluggy", "fusecli.cli", "fusecli.plugins")
     assert _modules_loaded_by("fusecli.metrics", banned) == []
+
+
+def test_the_pipeline_and_the_plugins_do_not_import_the_cli() -> None:
+    assert (
+        _modules_loaded_by("fusecli.pipeline, fusecli.plugins", ("typer", "rich", "fusecli.cli"))
+        == []
+    )
 
 
 def test_ruff_lint_and_format_are_clean() -> None:

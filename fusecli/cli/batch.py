@@ -33,12 +33,18 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from fusecli.cli.fuse import device_of
-from fusecli.engine import PSLPT
+from fusecli.cli.common import (
+    error_message,
+    json_option,
+    options_of,
+    overwrite_option,
+    tile_option,
+    weights_option,
+)
 from fusecli.errors import FuseError
-from fusecli.hookspecs import TaskSpec
 from fusecli.io import SUPPORTED_EXTENSIONS, image_files, natural_key
-from fusecli.plugins import TaskCatalog, fuse_files, get_catalog, load_network, resolve_weights
+from fusecli.pipeline import fuse_files
+from fusecli.plugins import TaskCatalog, get_catalog
 
 
 @dataclass(frozen=True)
@@ -352,20 +358,8 @@ def batch(
     ext: str = typer.Option(
         "png", "--ext", help="Output format: png (default, keeps 16-bit), tif, jpg or bmp."
     ),
-    weights: Path | None = typer.Option(
-        None,
-        "--weights",
-        exists=True,
-        dir_okay=False,
-        help="PSLPT weights (.safetensors); default: each task's shipped weights.",
-        show_default=False,
-    ),
-    device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda, cuda:N or mps; default: the root --device."
-    ),
-    tile: int | None = typer.Option(
-        None, "--tile", min=16, help="Tile side in pixels (>= 16); default: fits in memory."
-    ),
+    weights: Path | None = weights_option("each task's shipped weights"),
+    tile: int | None = tile_option(),
     resize: bool = typer.Option(
         False, "--resize", help="Resize sources to the first one's size instead of failing."
     ),
@@ -378,8 +372,8 @@ def batch(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the work and problems; fuse nothing."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    overwrite: bool = overwrite_option("Redo outputs that already exist."),
+    json_out: bool = json_option("Print a JSON summary on stdout."),
 ) -> None:
     """Fuse every pair or stack found in a folder tree; rerun to resume.
 
@@ -409,7 +403,8 @@ def batch(
     if dry_run:
         _dry_run(jobs, problems, overwrite, json_out)
         return
-    summary = _run(ctx, jobs, catalog, weights, device, tile, resize, overwrite, rank, world)
+    device = options_of(ctx).device
+    summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world)
     summary.failed = [{"sources": [], "reason": p} for p in problems] + summary.failed
     _report(summary, json_out)
     if summary.interrupted:
@@ -419,11 +414,10 @@ def batch(
 
 
 def _run(
-    ctx: typer.Context,
     jobs: Sequence[Job],
     catalog: TaskCatalog,
     weights: Path | None,
-    device: str | None,
+    device: torch.device,
     tile: int | None,
     resize: bool,
     overwrite: bool,
@@ -435,8 +429,6 @@ def _run(
     summary.skipped = [str(job.output) for job in jobs if job not in todo]
     if not todo:
         return summary
-    target = device_of(ctx, device or _local_device())
-    networks: dict[Path, PSLPT] = {}
     console = Console(stderr=True)
     columns = (
         TextColumn("[bold]fusing[/bold]" + (f" (rank {rank}/{world})" if world > 1 else "")),
@@ -452,40 +444,22 @@ def _run(
             for job in todo:
                 try:
                     spec = catalog.get(job.task).spec
-                    net = _network(spec, weights, target, networks)
                     job.output.parent.mkdir(parents=True, exist_ok=True)
                     fuse_files(
-                        net, spec, job.sources, job.output,
+                        spec, job.sources, job.output, weights=weights, device=device,
                         overwrite=overwrite, resize=resize, tile_size=tile,
                     )  # fmt: skip
                     summary.done.append(str(job.output))
                 except FuseError as exc:
+                    reason = error_message(exc, "batch")
                     summary.failed.append(
-                        {"sources": [str(p) for p in job.sources], "reason": str(exc)}
+                        {"sources": [str(p) for p in job.sources], "reason": reason}
                     )
-                    progress.console.print(f"[red]failed[/red] {job.output.name}: {exc}")
+                    progress.console.print(f"[red]failed[/red] {job.output.name}: {reason}")
                 progress.advance(bar)
         except KeyboardInterrupt:
             summary.interrupted = True
     return summary
-
-
-def _network(
-    spec: TaskSpec, weights: Path | None, device: torch.device, cache: dict[Path, PSLPT]
-) -> PSLPT:
-    """Load each weights file once per run (tasks usually share one)."""
-    path = resolve_weights(spec, weights)
-    if path not in cache:
-        cache[path] = load_network(path, device)
-    return cache[path]
-
-
-def _local_device() -> str | None:
-    """Under torchrun with CUDA, each process takes the GPU of its LOCAL_RANK."""
-    local = os.environ.get("LOCAL_RANK")
-    if local is None:
-        return None
-    return f"cuda:{int(local)}" if torch.cuda.is_available() else None
 
 
 def _report(summary: Summary, json_out: bool) -> None:

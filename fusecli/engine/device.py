@@ -29,13 +29,14 @@ def select_device(spec: str = "auto") -> torch.device:
         raise FuseError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise FuseError("--device cuda was asked for but no CUDA GPU is available; use cpu")
+            raise FuseError("device cuda was asked for but no CUDA GPU is available; use cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise FuseError(
-                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here"
+                f"device {spec}: only {torch.cuda.device_count()} CUDA device(s) here; "
+                "choose cuda:0 or another that exists"
             )
     elif device.type == "mps" and not _mps_available():
-        raise FuseError("--device mps was asked for but MPS is not available; use cpu")
+        raise FuseError("device mps was asked for but MPS is not available; use cpu")
     elif device.type not in ("cpu", "cuda", "mps"):
         raise FuseError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     return device

@@ -89,7 +89,9 @@ def _require_size(x: np.ndarray, minimum: int, metric: str) -> None:
     if min(x.shape) < minimum:
         raise FuseError(
             f"{metric} needs images of at least {minimum}x{minimum} pixels, got "
-            f"{x.shape[1]}x{x.shape[0]}; leave it out (e.g. with --metrics)."
+            f"{x.shape[1]}x{x.shape[0]}",
+            remedy="leave it out of the metric names.",
+            hint="metrics",
         )
 
 

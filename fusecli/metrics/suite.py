@@ -177,7 +177,9 @@ def _select(names: Sequence[str] | None, has_reference: bool, size: int) -> list
     needs_reference = [name for name in names if METRICS[name].kind == "reference"]
     if needs_reference and not has_reference:
         raise FuseError(
-            f"{', '.join(needs_reference)} compare with a reference image; pass one (--ref)."
+            f"{', '.join(needs_reference)} compare with a reference image",
+            remedy="pass one as reference.",
+            hint="reference",
         )
     return list(dict.fromkeys(names))
 
