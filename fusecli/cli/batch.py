@@ -37,6 +37,7 @@ from fusecli.cli.common import (
     error_message,
     json_option,
     options_of,
+    output_folder_option,
     overwrite_option,
     tile_option,
     weights_option,
@@ -344,14 +345,7 @@ def batch(
         help="Folder to search (sibling subfolders, flat x_ir/x_vis pairs, scene folders).",
         show_default=False,
     ),
-    outdir: Path = typer.Option(
-        ...,
-        "-o",
-        "--output",
-        file_okay=False,
-        help="Output folder (created); outputs mirror the input tree.",
-        show_default=False,
-    ),
+    outdir: Path = output_folder_option("Output folder (created); outputs mirror the input tree."),
     task: str | None = typer.Option(
         None, "--task", help="Fuse only this task (needed for scene folders without a task name)."
     ),

@@ -74,6 +74,11 @@ def weights_option(default: str) -> Any:
     )
 
 
+def output_folder_option(help_text: str) -> Any:
+    """``-o/--output FOLDER`` of the commands that write several files."""
+    return typer.Option(..., "-o", "--output", file_okay=False, help=help_text, show_default=False)
+
+
 def tile_option() -> Any:
     """``--tile N``: the tile side of tiled inference."""
     return typer.Option(

@@ -19,7 +19,13 @@ import torch.nn.functional as F
 import typer
 from PIL import Image, ImageDraw, ImageFont
 
-from fusecli.cli.common import json_option, options_of, overwrite_option, weights_option
+from fusecli.cli.common import (
+    json_option,
+    options_of,
+    output_folder_option,
+    overwrite_option,
+    weights_option,
+)
 from fusecli.errors import FuseError
 from fusecli.hookspecs import TaskSpec
 from fusecli.io import check_writable, read_image, write_image
@@ -122,14 +128,7 @@ def _simulated_path(outdir: Path, spec: TaskSpec, index: int) -> Path:
 
 def demo(
     ctx: typer.Context,
-    outdir: Path = typer.Option(
-        ...,
-        "-o",
-        "--output",
-        file_okay=False,
-        help="Folder for the results (created).",
-        show_default=False,
-    ),
+    outdir: Path = output_folder_option("Folder for the results (created)."),
     weights: Path | None = weights_option("the shipped weights"),
     image: Path | None = typer.Option(
         None,
