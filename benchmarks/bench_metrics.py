@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fusecli.engine.metrics import DEFAULT_METRICS, compute_metrics, compute_metrics_many
+from fusecli.metrics import DEFAULT_METRICS, compute_metrics, compute_metrics_many
 
 
 def make_inputs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

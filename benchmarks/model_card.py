@@ -54,7 +54,8 @@ from fusecli.engine.train.recipe import Recipe
 from fusecli.engine.weights import load_weights, shipped_weights_path
 from fusecli.hookspecs import TaskSpec
 from fusecli.io import read_image, write_image
-from fusecli.plugins import fuse_sources, get_catalog, network_inputs
+from fusecli.pipeline import fuse_sources, network_inputs
+from fusecli.plugins import get_catalog
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("average", "laplacian", "stage1", "ours")

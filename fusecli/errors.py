@@ -1,12 +1,30 @@
 """Errors a user can fix: one sentence saying what went wrong and what to do."""
 
+from __future__ import annotations
+
 
 class FuseError(Exception):
     """A failure caused by input, configuration or environment, not by a bug.
 
     The CLI prints ``error: <message>`` and exits 1 (no traceback unless ``--debug``).
     Messages name the file or key involved and say what to do.
+
+    Code below the CLI names no command-line flag. When the fix is a setting of the caller
+    (replace an existing output, resize sources, give weights), it says so in ``remedy`` and
+    names the setting in ``hint``, so that a front end can state the fix its own way (the CLI
+    names its flag).
+
+    Attributes:
+        problem: what went wrong.
+        remedy: what to do, in the terms of the Python API ("" when ``problem`` says it all).
+        hint: key of the setting the fix involves, e.g. ``"overwrite"``, or "".
     """
+
+    def __init__(self, problem: str, *, remedy: str = "", hint: str = "") -> None:
+        self.problem = problem
+        self.remedy = remedy
+        self.hint = hint
+        super().__init__(f"{problem}; {remedy}" if remedy else problem)
 
 
 class ImageReadError(FuseError):

@@ -12,19 +12,24 @@ once per process and builds ``fuse <task>`` from each TaskSpec it registers::
         registry.register(TaskSpec(name="rgbnir", help="...", roles=(...), faf_set=2,
                                    color=ColorPolicy(mode="chroma_from", source=0)))
 
-Only this module, ``fusecli.color`` and ``fusecli.errors`` are needed to write a plugin.
+Only this module, ``fusecli.color`` and ``fusecli.errors`` are needed to write a plugin;
+``fusecli.filters`` helps to simulate demo inputs.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pluggy
 
 from fusecli.color import ColorPolicy
 from fusecli.errors import PluginError
+
+if TYPE_CHECKING:
+    import torch
 
 PROJECT_NAME = "fusecli"
 """pluggy project name; also the entry-point group that plugins are published under."""
@@ -83,7 +88,11 @@ class TaskSpec:
             for this task, one tuple per naming scheme, in role order for fixed-input tasks,
             e.g. ``(("ir", "vi"), ("infrared", "visible"))``. Compared case-insensitively.
         default_weights: name of the weights file (without ``.safetensors``) in the
-            ``fusecli.weights`` package used when ``--weights`` is not given.
+            ``fusecli.weights`` package used when no other weights are given.
+        demo_inputs: makes the task's inputs for ``fuse demo`` from one scene, or None (the
+            demo leaves the task out). It gets a (1, 3, H, W) RGB image in [0, 1] and returns
+            the inputs in role order, each (1, C, H, W) in [0, 1] with C in {1, 3}, as many as
+            the task takes. They are simulations, and the demo says so.
     """
 
     name: str
@@ -95,6 +104,7 @@ class TaskSpec:
     max_inputs: int | None = 2
     batch_names: tuple[tuple[str, ...], ...] = ()
     default_weights: str = "pslpt-general"
+    demo_inputs: Callable[[torch.Tensor], Sequence[torch.Tensor]] | None = None
 
     def __post_init__(self) -> None:
         problems = list(_spec_problems(self))
@@ -141,6 +151,8 @@ def _spec_problems(spec: TaskSpec) -> list[str]:
     problems += _batch_problems(spec)
     if not isinstance(spec.default_weights, str) or not _NAME.match(spec.default_weights):
         problems.append("default_weights must name a weights file, e.g. 'pslpt-general'")
+    if spec.demo_inputs is not None and not callable(spec.demo_inputs):
+        problems.append("demo_inputs must be None or a function of a scene")
     return problems
 
 

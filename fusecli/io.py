@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from fusecli.atomic import atomic_path
 from fusecli.errors import ImageReadError, ImageWriteError
 
+# The image files every part of fusecli reads and writes (lower case, with the dot).
 SUPPORTED_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DEFAULT_MAX_PIXELS = 250_000_000
 # Formats that store 16 bits per channel; JPEG and BMP outputs are 8-bit whatever the sources.
@@ -41,6 +43,7 @@ _SIXTEEN_BIT_FORMATS = frozenset({".png", ".tif", ".tiff"})
 _TIFF = frozenset({".tif", ".tiff"})
 _ALPHA_FORMATS = frozenset({".png", ".tif", ".tiff"})
 _EXIF_ORIENTATION = 0x0112
+_DIGITS = re.compile(r"(\d+)")
 _FORMAT_NAMES = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -80,6 +83,50 @@ class LoadedImage:
     @property
     def is_color(self) -> bool:
         return self.pixels.shape[1] == 3
+
+
+@dataclass(frozen=True)
+class WrittenImage:
+    """What :func:`write_image` stored.
+
+    Attributes:
+        path: the file written.
+        width, height: its size in pixels.
+        channels: 1 (grey) or 3 (RGB); alpha is not counted.
+        bit_depth: bits per channel in the file: 8, 16 or 32 (float TIFF). JPEG and BMP hold 8
+            and PNG at most 16, whatever was asked for.
+        alpha: whether the file holds an alpha channel.
+    """
+
+    path: Path
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    alpha: bool
+
+
+def natural_key(name: str | os.PathLike) -> tuple[str | int, ...]:
+    """Sort key of a file name that orders embedded numbers numerically (``img2`` before ``img10``).
+
+    Only the last part of a path counts. Letters compare case-sensitively (``Z`` before ``a``),
+    the order the training data splits were made in.
+    """
+    parts = _DIGITS.split(os.path.basename(os.fspath(name)))
+    # re.split with one group alternates text and digit runs: the digit runs are the odd parts.
+    return tuple(int(part) if index % 2 else part for index, part in enumerate(parts))
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly in ``folder`` (supported extensions, not hidden), natural order."""
+    found = (
+        path
+        for path in Path(folder).iterdir()
+        if path.suffix.lower() in SUPPORTED_EXTENSIONS
+        and not path.name.startswith(".")
+        and path.is_file()
+    )
+    return sorted(found, key=natural_key)
 
 
 def max_pixels_limit(max_pixels: int | None = None) -> int:
@@ -142,7 +189,7 @@ def write_image(
     bit_depth: int = 8,
     overwrite: bool = False,
     alpha: torch.Tensor | None = None,
-) -> Path:
+) -> WrittenImage:
     """Write an image atomically; the format comes from the extension.
 
     Args:
@@ -154,7 +201,7 @@ def write_image(
         alpha: optional (1, 1, H, W) alpha in [0, 1] (stored in PNG and TIFF only).
 
     Returns:
-        The path written.
+        What was stored: path, size, channels and bit depth.
 
     Raises:
         ImageWriteError: unsupported extension, missing or unwritable folder, existing file.
@@ -162,7 +209,8 @@ def write_image(
     path = Path(path)
     suffix = path.suffix.lower()
     check_writable(path, overwrite=overwrite)
-    array = _to_array(pixels, alpha if suffix in _ALPHA_FORMATS else None)
+    with_alpha = alpha is not None and suffix in _ALPHA_FORMATS
+    array = _to_array(pixels, alpha if with_alpha else None)
     depth = _storable_depth(suffix, bit_depth)
     data = _encode(array, suffix, depth)
     try:
@@ -170,7 +218,15 @@ def write_image(
             tmp.write_bytes(data)
     except OSError as exc:
         raise ImageWriteError(f"{path}: could not be written ({_short(exc)})") from None
-    return path
+    stored = 1 if array.ndim == 2 else array.shape[2]
+    return WrittenImage(
+        path=path,
+        width=array.shape[1],
+        height=array.shape[0],
+        channels=stored - 1 if with_alpha else stored,
+        bit_depth=depth,
+        alpha=with_alpha,
+    )
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -189,7 +245,9 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:
     if path.is_dir():
         raise ImageWriteError(f"{path} is a folder; give an output file name")
     if path.exists() and not overwrite:
-        raise ImageWriteError(f"{path} already exists; pass --overwrite to replace it")
+        raise ImageWriteError(
+            f"{path} already exists", remedy="allow overwriting to replace it", hint="overwrite"
+        )
 
 
 def output_bit_depth(images: Sequence[LoadedImage]) -> int:

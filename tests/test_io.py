@@ -14,7 +14,14 @@ import torch
 from PIL import Image
 
 from fusecli.errors import ImageReadError, ImageWriteError
-from fusecli.io import output_bit_depth, read_image, same_file, write_image
+from fusecli.io import (
+    image_files,
+    natural_key,
+    output_bit_depth,
+    read_image,
+    same_file,
+    write_image,
+)
 
 
 def _png_declaring(width: int, height: int) -> bytes:
@@ -37,7 +44,7 @@ def _png_declaring(width: int, height: int) -> bytes:
 @pytest.mark.parametrize("channels", [1, 3])
 def test_8_bit_round_trip(tmp_path, suffix, channels) -> None:
     pixels = torch.rand(1, channels, 13, 21)
-    path = write_image(tmp_path / f"x{suffix}", pixels)
+    path = write_image(tmp_path / f"x{suffix}", pixels).path
     image = read_image(path)
     assert image.bit_depth == 8 and image.pixels.shape == pixels.shape
     tolerance = 0.08 if suffix == ".jpg" else 0.5 / 255 + 1e-6
@@ -48,7 +55,7 @@ def test_8_bit_round_trip(tmp_path, suffix, channels) -> None:
 @pytest.mark.parametrize("channels", [1, 3])
 def test_16_bit_colour_and_grey_survive(tmp_path, suffix, channels) -> None:
     pixels = torch.rand(1, channels, 7, 5)
-    path = write_image(tmp_path / f"x{suffix}", pixels, bit_depth=16)
+    path = write_image(tmp_path / f"x{suffix}", pixels, bit_depth=16).path
     image = read_image(path)
     assert image.bit_depth == 16
     assert (image.pixels - pixels).abs().max() <= 0.5 / 65535 + 1e-7
@@ -56,12 +63,12 @@ def test_16_bit_colour_and_grey_survive(tmp_path, suffix, channels) -> None:
 
 def test_float_tiff_keeps_32_bit(tmp_path) -> None:
     pixels = torch.rand(1, 1, 6, 6)
-    image = read_image(write_image(tmp_path / "f.tiff", pixels, bit_depth=32))
+    image = read_image(write_image(tmp_path / "f.tiff", pixels, bit_depth=32).path)
     assert image.bit_depth == 32 and torch.allclose(image.pixels, pixels)
 
 
 def test_jpeg_and_bmp_store_8_bits_whatever_is_asked(tmp_path) -> None:
-    image = read_image(write_image(tmp_path / "x.jpg", torch.rand(1, 3, 8, 8), bit_depth=16))
+    image = read_image(write_image(tmp_path / "x.jpg", torch.rand(1, 3, 8, 8), bit_depth=16).path)
     assert image.bit_depth == 8
 
 
@@ -93,8 +100,8 @@ def test_exif_orientation_is_applied(tmp_path) -> None:
 
 
 def test_output_depth_is_the_deepest_source(tmp_path) -> None:
-    a = read_image(write_image(tmp_path / "a.png", torch.rand(1, 1, 4, 4)))
-    b = read_image(write_image(tmp_path / "b.png", torch.rand(1, 1, 4, 4), bit_depth=16))
+    a = read_image(write_image(tmp_path / "a.png", torch.rand(1, 1, 4, 4)).path)
+    b = read_image(write_image(tmp_path / "b.png", torch.rand(1, 1, 4, 4), bit_depth=16).path)
     assert output_bit_depth([a, b]) == 16
 
 
@@ -141,7 +148,7 @@ def test_a_folder_is_not_an_image(tmp_path) -> None:
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
 def test_truncated_files_are_refused(tmp_path, suffix) -> None:
-    path = write_image(tmp_path / f"t{suffix}", torch.rand(1, 3, 64, 64))
+    path = write_image(tmp_path / f"t{suffix}", torch.rand(1, 3, 64, 64)).path
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ImageReadError, match=path.name):
         read_image(path)
@@ -152,7 +159,7 @@ def test_declared_size_beyond_the_limit_is_refused_before_decoding(tmp_path) -> 
     path.write_bytes(_png_declaring(100_000, 100_000))
     with pytest.raises(ImageReadError, match="limit"):
         read_image(path)
-    ok = write_image(tmp_path / "ok.png", torch.rand(1, 1, 10, 10))
+    ok = write_image(tmp_path / "ok.png", torch.rand(1, 1, 10, 10)).path
     with pytest.raises(ImageReadError, match="limit"):
         read_image(ok, max_pixels=99)
 
@@ -187,7 +194,7 @@ def test_writes_refuse_bad_destinations(tmp_path, where) -> None:
         with pytest.raises(ImageWriteError, match="does not exist"):
             write_image(tmp_path / "nope" / "x.png", pixels)
     else:
-        path = write_image(tmp_path / "x.png", pixels)
+        path = write_image(tmp_path / "x.png", pixels).path
         before = path.read_bytes()
         with pytest.raises(ImageWriteError, match="--overwrite"):
             write_image(path, torch.rand(1, 1, 4, 4))
@@ -213,7 +220,7 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch) -> None:
 
 
 def test_same_file_sees_through_relative_paths(tmp_path, monkeypatch) -> None:
-    path = write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2))
+    path = write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2)).path
     monkeypatch.chdir(tmp_path)
     assert same_file("x.png", path) and not same_file("y.png", path)
 
@@ -252,7 +259,7 @@ def test_bombs_in_every_format_are_refused_from_the_header(tmp_path, suffix) -> 
 
 
 def test_the_pixel_limit_comes_from_the_environment(tmp_path, monkeypatch) -> None:
-    path = write_image(tmp_path / "x.png", torch.rand(1, 1, 10, 10))
+    path = write_image(tmp_path / "x.png", torch.rand(1, 1, 10, 10)).path
     monkeypatch.setenv("FUSECLI_MAX_PIXELS", "50")
     with pytest.raises(ImageReadError, match="limit of 50"):
         read_image(path)
@@ -297,10 +304,10 @@ def test_grey_rgba_drops_to_one_channel_and_keeps_alpha(tmp_path) -> None:
 def test_alpha_is_written_where_the_format_holds_it(tmp_path) -> None:
     pixels, alpha = torch.rand(1, 3, 4, 4), torch.rand(1, 1, 4, 4)
     for suffix in (".png", ".tif"):
-        image = read_image(write_image(tmp_path / f"a{suffix}", pixels, alpha=alpha))
+        image = read_image(write_image(tmp_path / f"a{suffix}", pixels, alpha=alpha).path)
         assert image.stored_channels == 4
         assert (image.alpha - alpha).abs().max() <= 0.5 / 255 + 1e-6
-    image = read_image(write_image(tmp_path / "a.jpg", pixels, alpha=alpha))
+    image = read_image(write_image(tmp_path / "a.jpg", pixels, alpha=alpha).path)
     assert image.alpha is None and image.stored_channels == 3
 
 
@@ -400,7 +407,7 @@ def test_shared_data_reads_with_the_expected_channels(folder, channels) -> None:
 def test_outputs_get_the_usual_file_mode_not_the_temporary_one(tmp_path) -> None:
     umask = os.umask(0o027)
     try:
-        path = write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2))
+        path = write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2)).path
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o640
@@ -432,8 +439,36 @@ def test_tifffile_log_lines_do_not_reach_the_user(tmp_path, caplog) -> None:
 
 
 def test_an_unreadable_file_says_permission_denied(tmp_path, monkeypatch) -> None:
-    path = write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2))
+    path = write_image(tmp_path / "x.png", torch.rand(1, 1, 2, 2)).path
     # Simulated, because the tests may run as root, who can read anything.
     monkeypatch.setattr(os, "access", lambda p, mode: mode != os.R_OK)
     with pytest.raises(ImageReadError, match="permission denied"):
         read_image(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "asked", "stored"),
+    [("x.png", 3, 32, 16), ("x.tif", 1, 32, 32), ("x.jpg", 3, 16, 8), ("x.bmp", 1, 16, 8)],
+)
+def test_write_image_returns_what_it_stored(tmp_path, name, channels, asked, stored) -> None:
+    alpha = torch.rand(1, 1, 5, 7)
+    written = write_image(
+        tmp_path / name, torch.rand(1, channels, 5, 7), bit_depth=asked, alpha=alpha
+    )
+    image = read_image(written.path)
+    assert (written.width, written.height, written.channels) == (7, 5, channels)
+    assert written.bit_depth == stored == image.bit_depth
+    assert written.alpha == (image.alpha is not None) == (name.endswith((".png", ".tif")))
+
+
+def test_natural_key_orders_numbers_numerically_and_reads_only_the_name() -> None:
+    names = ["im10.png", "im2.png", "Im3.png", "im1.png", "1².png"]
+    assert sorted(names, key=natural_key) == ["1².png", "Im3.png", "im1.png", "im2.png", "im10.png"]
+    assert natural_key(Path("z") / "a2.png") == natural_key("a2.png") == ("a", 2, ".png")
+
+
+def test_image_files_lists_visible_images_in_natural_order(tmp_path) -> None:
+    for name in ("b10.png", "b9.JPG", ".hidden.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "folder.png").mkdir()
+    assert [p.name for p in image_files(tmp_path)] == ["b9.JPG", "b10.png"]

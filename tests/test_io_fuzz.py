@@ -149,7 +149,9 @@ def test_our_writer_round_trips(height, width, channels, dtype, seed, suffix, bi
     pixels = torch.rand(1, colour, height, width, generator=generator)
     mask = torch.rand(1, 1, height, width, generator=generator) if alpha else None
     with tempfile.TemporaryDirectory() as folder:
-        path = write_image(Path(folder) / f"f{suffix}", pixels, bit_depth=bit_depth, alpha=mask)
+        path = write_image(
+            Path(folder) / f"f{suffix}", pixels, bit_depth=bit_depth, alpha=mask
+        ).path
         image = _read_or_refuse(path)
         assert image is not None
         assert image.pixels.shape[-2:] == (height, width)

@@ -15,20 +15,48 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 
-def test_engine_imports_neither_the_cli_nor_plugin_machinery() -> None:
+def _modules_loaded_by(imports: str, candidates: tuple[str, ...]) -> list[str]:
+    """Which of ``candidates`` a fresh interpreter has loaded after ``import <imports>``."""
     code = textwrap.dedent(
-        """
+        f"""
         import sys
-        import fusecli.engine, fusecli.io, fusecli.color
-        banned = ("typer", "pluggy", "fusecli.cli", "fusecli.plugins", "rich")
-        bad = [m for m in banned if m in sys.modules]
-        print(",".join(bad))
+        import {imports}
+        print(",".join(m for m in {candidates!r} if m in sys.modules))
         """
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
     )
-    assert result.stdout.strip() == ""
+    return [name for name in result.stdout.strip().split(",") if name]
+
+
+def test_engine_imports_neither_the_cli_nor_plugin_machinery_nor_the_metrics() -> None:
+    banned = (
+        "typer",
+        "pluggy",
+        "rich",
+        "fusecli.cli",
+        "fusecli.plugins",
+        "fusecli.pipeline",
+        "fusecli.metrics",
+    )
+    loaded = _modules_loaded_by(
+        "fusecli.engine, fusecli.io, fusecli.color, fusecli.filters", banned
+    )
+    assert loaded == []
+
+
+def test_metrics_are_a_numpy_sibling_of_the_engine() -> None:
+    # The metrics score images; they need neither the network nor torch.
+    banned = ("torch", "fusecli.engine", "typer", "pluggy", "fusecli.cli", "fusecli.plugins")
+    assert _modules_loaded_by("fusecli.metrics", banned) == []
+
+
+def test_the_pipeline_and_the_plugins_do_not_import_the_cli() -> None:
+    assert (
+        _modules_loaded_by("fusecli.pipeline, fusecli.plugins", ("typer", "rich", "fusecli.cli"))
+        == []
+    )
 
 
 def test_ruff_lint_and_format_are_clean() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,14 +33,19 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from fusecli.cli.fuse import device_of
-from fusecli.engine import PSLPT
+from fusecli.cli.common import (
+    error_message,
+    json_option,
+    options_of,
+    output_folder_option,
+    overwrite_option,
+    tile_option,
+    weights_option,
+)
 from fusecli.errors import FuseError
-from fusecli.hookspecs import TaskSpec
-from fusecli.io import SUPPORTED_EXTENSIONS
-from fusecli.plugins import TaskCatalog, fuse_files, get_catalog, load_network, resolve_weights
-
-_DIGITS = re.compile(r"(\d+)")
+from fusecli.io import SUPPORTED_EXTENSIONS, image_files, natural_key
+from fusecli.pipeline import fuse_files
+from fusecli.plugins import TaskCatalog, get_catalog
 
 
 @dataclass(frozen=True)
@@ -59,24 +63,6 @@ class Plan:
 
     jobs: list[Job] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-def natural_key(path: Path) -> list[object]:
-    """Sort key that puts ``img2`` before ``img10``."""
-    return [int(part) if part.isdigit() else part.lower() for part in _DIGITS.split(path.name)]
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(
-        (
-            p
-            for p in folder.iterdir()
-            if p.is_file()
-            and not p.name.startswith(".")
-            and p.suffix.lower() in SUPPORTED_EXTENSIONS
-        ),
-        key=natural_key,
-    )
 
 
 def _subfolders(folder: Path, skip: Path) -> list[Path]:
@@ -111,7 +97,7 @@ def _match_scheme(
     return sorted({t for t, s in best if s == scheme}), scheme
 
 
-def _task_from_ancestors(folder: Path, root: Path, catalog: TaskCatalog) -> str | None:
+def _task_from_ancestors(folder: Path, catalog: TaskCatalog) -> str | None:
     """A task named by the folder or one of its ancestors (a folder named ``mef`` or ``mff``)."""
     for part in reversed(folder.resolve().parts):
         if part.lower() in catalog.tasks:
@@ -127,9 +113,9 @@ def _sibling_jobs(
     folder: Path, root: Path, outdir: Path, task: str, scheme: tuple[str, ...], ext: str
 ) -> Plan:
     by_name = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
-    columns = [{p.stem: p for p in _images(by_name[name])} for name in scheme]
+    columns = [{p.stem: p for p in image_files(by_name[name])} for name in scheme]
     plan = Plan()
-    stems = sorted(set().union(*columns), key=lambda s: natural_key(Path(s)))
+    stems = sorted(set().union(*columns), key=natural_key)
     relative = folder.relative_to(root)
     for stem in stems:
         missing = [by_name[n].name for n, col in zip(scheme, columns) if stem not in col]
@@ -150,7 +136,7 @@ def _suffix_jobs(
     suffixes = {name for _, scheme in schemes for name in scheme}
     groups: dict[str, dict[str, Path]] = {}
     loose: list[Path] = []
-    for image in _images(folder):
+    for image in image_files(folder):
         prefix, sep, suffix = image.stem.rpartition("_")
         if sep and prefix and suffix.lower() in suffixes:
             groups.setdefault(prefix, {})[suffix.lower()] = image
@@ -158,7 +144,7 @@ def _suffix_jobs(
             loose.append(image)
     plan = Plan()
     relative = folder.relative_to(root)
-    for prefix in sorted(groups, key=lambda s: natural_key(Path(s))):
+    for prefix in sorted(groups, key=natural_key):
         members = groups[prefix]
         found = _match_scheme(list(members), schemes)
         if found is None:
@@ -246,7 +232,7 @@ def _scene(
             f"{relative / p.name}: not part of a pair or stack; skipped" for p in images
         ]
         return
-    name = task or _task_from_ancestors(folder, root, catalog)
+    name = task or _task_from_ancestors(folder, catalog)
     if name is None:
         plan.problems.append(
             f"{relative}/: {len(images)} images in no recognised layout; pass --task to fuse "
@@ -359,34 +345,15 @@ def batch(
         help="Folder to search (sibling subfolders, flat x_ir/x_vis pairs, scene folders).",
         show_default=False,
     ),
-    outdir: Path = typer.Option(
-        ...,
-        "-o",
-        "--output",
-        file_okay=False,
-        help="Output folder (created); outputs mirror the input tree.",
-        show_default=False,
-    ),
+    outdir: Path = output_folder_option("Output folder (created); outputs mirror the input tree."),
     task: str | None = typer.Option(
         None, "--task", help="Fuse only this task (needed for scene folders without a task name)."
     ),
     ext: str = typer.Option(
         "png", "--ext", help="Output format: png (default, keeps 16-bit), tif, jpg or bmp."
     ),
-    weights: Path | None = typer.Option(
-        None,
-        "--weights",
-        exists=True,
-        dir_okay=False,
-        help="PSLPT weights (.safetensors); default: each task's shipped weights.",
-        show_default=False,
-    ),
-    device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda, cuda:N or mps; default: the root --device."
-    ),
-    tile: int | None = typer.Option(
-        None, "--tile", min=16, help="Tile side in pixels (>= 16); default: fits in memory."
-    ),
+    weights: Path | None = weights_option("each task's shipped weights"),
+    tile: int | None = tile_option(),
     resize: bool = typer.Option(
         False, "--resize", help="Resize sources to the first one's size instead of failing."
     ),
@@ -399,8 +366,8 @@ def batch(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the work and problems; fuse nothing."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    overwrite: bool = overwrite_option("Redo outputs that already exist."),
+    json_out: bool = json_option("Print a JSON summary on stdout."),
 ) -> None:
     """Fuse every pair or stack found in a folder tree; rerun to resume.
 
@@ -430,7 +397,8 @@ def batch(
     if dry_run:
         _dry_run(jobs, problems, overwrite, json_out)
         return
-    summary = _run(ctx, jobs, catalog, weights, device, tile, resize, overwrite, rank, world)
+    device = options_of(ctx).device
+    summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world)
     summary.failed = [{"sources": [], "reason": p} for p in problems] + summary.failed
     _report(summary, json_out)
     if summary.interrupted:
@@ -440,11 +408,10 @@ def batch(
 
 
 def _run(
-    ctx: typer.Context,
     jobs: Sequence[Job],
     catalog: TaskCatalog,
     weights: Path | None,
-    device: str | None,
+    device: torch.device,
     tile: int | None,
     resize: bool,
     overwrite: bool,
@@ -456,8 +423,6 @@ def _run(
     summary.skipped = [str(job.output) for job in jobs if job not in todo]
     if not todo:
         return summary
-    target = device_of(ctx, device or _local_device())
-    networks: dict[Path, PSLPT] = {}
     console = Console(stderr=True)
     columns = (
         TextColumn("[bold]fusing[/bold]" + (f" (rank {rank}/{world})" if world > 1 else "")),
@@ -473,40 +438,22 @@ def _run(
             for job in todo:
                 try:
                     spec = catalog.get(job.task).spec
-                    net = _network(spec, weights, target, networks)
                     job.output.parent.mkdir(parents=True, exist_ok=True)
                     fuse_files(
-                        net, spec, job.sources, job.output,
+                        spec, job.sources, job.output, weights=weights, device=device,
                         overwrite=overwrite, resize=resize, tile_size=tile,
                     )  # fmt: skip
                     summary.done.append(str(job.output))
                 except FuseError as exc:
+                    reason = error_message(exc, "batch")
                     summary.failed.append(
-                        {"sources": [str(p) for p in job.sources], "reason": str(exc)}
+                        {"sources": [str(p) for p in job.sources], "reason": reason}
                     )
-                    progress.console.print(f"[red]failed[/red] {job.output.name}: {exc}")
+                    progress.console.print(f"[red]failed[/red] {job.output.name}: {reason}")
                 progress.advance(bar)
         except KeyboardInterrupt:
             summary.interrupted = True
     return summary
-
-
-def _network(
-    spec: TaskSpec, weights: Path | None, device: torch.device, cache: dict[Path, PSLPT]
-) -> PSLPT:
-    """Load each weights file once per run (tasks usually share one)."""
-    path = resolve_weights(spec, weights)
-    if path not in cache:
-        cache[path] = load_network(path, device)
-    return cache[path]
-
-
-def _local_device() -> str | None:
-    """Under torchrun with CUDA, each process takes the GPU of its LOCAL_RANK."""
-    local = os.environ.get("LOCAL_RANK")
-    if local is None:
-        return None
-    return f"cuda:{int(local)}" if torch.cuda.is_available() else None
 
 
 def _report(summary: Summary, json_out: bool) -> None:

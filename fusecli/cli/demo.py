@@ -1,23 +1,16 @@
-"""`fuse demo`: fuse simulated inputs for every built-in task and write a labelled contact sheet.
+"""`fuse demo`: fuse simulated inputs for every task that has a demo; a labelled contact sheet.
 
 No image data is needed: none of fusecli's dependencies ships a photograph that can be read
 offline (imageio's standard images are downloaded on first use), so the demo draws a test scene
-itself, or takes ``--image``, and simulates each task's inputs from it:
-
-* MFF: two copies, each with the opposite half blurred (complementary focus);
-* MEF: an under- and an over-exposure (linear light scaled by 1/4 and 4, clipped);
-* IVF: a night-time visible image with a dim, noisy shadow and a thermal image in which warm
-  objects hidden in that shadow glow;
-* MMF: a sharp grayscale "anatomical" image and a blurred low-resolution "functional" image in
-  a hot pseudo-colour map.
-
-The results and the contact sheet say that the inputs are simulated.
+itself, or takes ``--image``, and each task simulates its inputs from it (``TaskSpec.
+demo_inputs``; the built-in tasks' simulations are described in their plugins). The results and
+the contact sheet say that the inputs are simulated.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +19,19 @@ import torch.nn.functional as F
 import typer
 from PIL import Image, ImageDraw, ImageFont
 
-from fusecli.cli.fuse import device_of
-from fusecli.color import luminance
+from fusecli.cli.common import (
+    json_option,
+    options_of,
+    output_folder_option,
+    overwrite_option,
+    weights_option,
+)
 from fusecli.errors import FuseError
 from fusecli.hookspecs import TaskSpec
 from fusecli.io import check_writable, read_image, write_image
-from fusecli.plugins import fuse_sources, get_catalog, load_network, resolve_weights
+from fusecli.pipeline import fuse_sources, open_network, resolve_weights
+from fusecli.plugins import get_catalog
 
-Simulator = Callable[[torch.Tensor], list[torch.Tensor]]
 SIMULATED_NOTE = "inputs are SIMULATED from one image"
 _LABEL_HEIGHT = 18
 
@@ -69,89 +67,6 @@ def draw_scene(width: int, height: int) -> torch.Tensor:
     draw.text((width * 0.05, height * 0.05), "fusecli", fill=(255, 255, 255), font=font)
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
-
-
-def _blur(image: torch.Tensor, radius: float) -> torch.Tensor:
-    """Gaussian blur of a (1, C, H, W) image in [0, 1] (sigma = radius pixels)."""
-    size = int(2 * round(3 * radius) + 1)
-    x = torch.arange(size, dtype=torch.float32) - size // 2
-    kernel = torch.exp(-(x**2) / (2 * radius**2))
-    kernel = kernel / kernel.sum()
-    channels = image.shape[1]
-    pad = size // 2
-    out = F.pad(image, (pad, pad, pad, pad), mode="replicate")
-    out = F.conv2d(out, kernel.view(1, 1, 1, size).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(out, kernel.view(1, 1, size, 1).repeat(channels, 1, 1, 1), groups=channels)
-
-
-def _to_linear(image: torch.Tensor) -> torch.Tensor:
-    return image.clamp(0, 1) ** 2.2
-
-
-def _to_display(image: torch.Tensor) -> torch.Tensor:
-    return image.clamp(0, 1) ** (1 / 2.2)
-
-
-def simulate_mff(scene: torch.Tensor) -> list[torch.Tensor]:
-    """Near focus (right half blurred) and far focus (left half blurred), smooth boundary."""
-    width = scene.shape[-1]
-    blurred = _blur(scene, max(width / 160, 1.5))
-    ramp = torch.linspace(-6, 6, width).sigmoid().view(1, 1, 1, width)  # 0 left -> 1 right
-    near = scene * (1 - ramp) + blurred * ramp
-    far = blurred * (1 - ramp) + scene * ramp
-    return [near, far]
-
-
-def simulate_mef(scene: torch.Tensor) -> list[torch.Tensor]:
-    """Under- and over-exposure: linear light times 1/4 and times 4, clipped as a sensor does."""
-    linear = _to_linear(scene)
-    return [_to_display(linear / 4), _to_display(linear * 4)]
-
-
-def simulate_ivf(scene: torch.Tensor) -> list[torch.Tensor]:
-    """Thermal image (warm objects bright) and a dim, noisy night-time visible image."""
-    _, _, height, width = scene.shape
-    y = torch.linspace(0, 1, height).view(-1, 1)
-    x = torch.linspace(0, 1, width).view(1, -1)
-    # Two warm "pedestrians" in the dark right part of the scene.
-    people = torch.zeros(height, width)
-    for cx in (0.72, 0.86):
-        people += torch.exp(-(((x - cx) / 0.025) ** 2) - ((y - 0.7) / 0.1) ** 2)
-    structure = 0.35 + 0.3 * _blur(luminance(scene), 1.0)[0, 0]
-    thermal = (structure + 0.6 * people).clamp(0, 1)
-    shadow = 1 - 0.85 * torch.sigmoid((x - 0.6) * 30)  # the right part lies in deep shadow
-    generator = torch.Generator().manual_seed(0)
-    noise = 0.02 * torch.randn(1, 3, height, width, generator=generator)
-    visible = (scene * 0.7 * shadow + noise).clamp(0, 1)
-    return [thermal[None, None], visible]
-
-
-def _hot(values: torch.Tensor) -> torch.Tensor:
-    """'hot' pseudo-colour map: black, red, yellow, white. (1, 1, H, W) -> (1, 3, H, W)."""
-    v = values.clamp(0, 1)
-    return torch.cat([(v * 3).clamp(0, 1), (v * 3 - 1).clamp(0, 1), (v * 3 - 2).clamp(0, 1)], 1)
-
-
-def simulate_mmf(scene: torch.Tensor) -> list[torch.Tensor]:
-    """Sharp grayscale structure (MRI-like) and a coarse hot-coloured activity map (PET-like)."""
-    grey = luminance(scene)
-    edges = (grey - _blur(grey, 2.0)).abs() * 4
-    anatomical = (0.6 * grey + edges).clamp(0, 1)
-    _, _, height, width = scene.shape
-    coarse = F.interpolate(grey, scale_factor=0.125, mode="area")
-    activity = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
-    activity = _blur(1 - activity, 2.0)
-    activity = (activity - activity.min()) / (activity.max() - activity.min()).clamp_min(1e-6)
-    # Squared so that most of the slice is dark and only "active" regions light up, as in PET.
-    return [anatomical, _hot(activity**2)]
-
-
-SIMULATORS: dict[str, Simulator] = {
-    "mff": simulate_mff,
-    "mef": simulate_mef,
-    "ivf": simulate_ivf,
-    "mmf": simulate_mmf,
-}
 
 
 def _tile(pixels: torch.Tensor, label: str, font: ImageFont.ImageFont) -> Image.Image:
@@ -207,24 +122,14 @@ def _fit(image: torch.Tensor, width: int) -> torch.Tensor:
     return F.interpolate(image, size=(height, width), mode="area").clamp(0, 1)
 
 
+def _simulated_path(outdir: Path, spec: TaskSpec, index: int) -> Path:
+    return outdir / f"{spec.name}-{index + 1}-simulated.png"
+
+
 def demo(
     ctx: typer.Context,
-    outdir: Path = typer.Option(
-        ...,
-        "-o",
-        "--output",
-        file_okay=False,
-        help="Folder for the results (created).",
-        show_default=False,
-    ),
-    weights: Path | None = typer.Option(
-        None,
-        "--weights",
-        exists=True,
-        dir_okay=False,
-        help="PSLPT weights (.safetensors); default: the shipped weights.",
-        show_default=False,
-    ),
+    outdir: Path = output_folder_option("Folder for the results (created)."),
+    weights: Path | None = weights_option("the shipped weights"),
     image: Path | None = typer.Option(
         None,
         "--image",
@@ -236,49 +141,52 @@ def demo(
     width: int = typer.Option(
         256, "--width", min=32, max=2048, help="Width of the demo images (32-2048)."
     ),
-    device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda, cuda:N or mps; default: the root --device."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier demo results."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    overwrite: bool = overwrite_option("Replace earlier demo results."),
+    json_out: bool = json_option("Print a JSON summary on stdout."),
 ) -> None:
-    """Fuse simulated inputs for every built-in task and write a labelled contact sheet PNG."""
+    """Fuse simulated inputs for every task that has a demo; write a labelled contact sheet PNG."""
     catalog = get_catalog()
-    specs: list[TaskSpec] = [catalog.get(n).spec for n in SIMULATORS if n in catalog.tasks]
+    specs: list[TaskSpec] = [
+        catalog.get(name).spec
+        for name in sorted(catalog.tasks)
+        if catalog.tasks[name].spec.demo_inputs
+    ]
     if not specs:
-        raise FuseError("none of the built-in tasks (mff, mef, ivf, mmf) is installed")
+        raise FuseError("none of the installed tasks has a demo (TaskSpec.demo_inputs)")
     # Resolve (and so check) the weights before any work: never fake a result.
-    paths = {spec.name: resolve_weights(spec, weights) for spec in specs}
+    for spec in specs:
+        resolve_weights(spec, weights)
+    source = read_image(image).pixels if image is not None else None
+    scene = _fit(source if source is not None else draw_scene(width, width * 3 // 4), width)
+    origin = f"from {image.name}" if image is not None else "from a drawn test scene"
+    simulated = {spec.name: list(spec.demo_inputs(scene)) for spec in specs}
+
     outdir.mkdir(parents=True, exist_ok=True)
     sheet_path = outdir / "contact-sheet.png"
     planned = [sheet_path]
     for spec in specs:
-        planned += [outdir / f"{spec.name}-{i + 1}-simulated.png" for i in range(2)]
+        planned += [_simulated_path(outdir, spec, i) for i in range(len(simulated[spec.name]))]
         planned.append(outdir / f"{spec.name}-fused.png")
     for path in planned:
         check_writable(path, overwrite=overwrite)
 
-    source = read_image(image).pixels if image is not None else None
-    scene = _fit(source if source is not None else draw_scene(width, width * 3 // 4), width)
-    origin = f"from {image.name}" if image is not None else "from a drawn test scene"
-    target = device_of(ctx, device)
-    networks = {path: load_network(path, target) for path in set(paths.values())}
+    device = options_of(ctx).device
+    # Every network opens before the first file is written.
+    networks = {spec.name: open_network(spec, weights, device) for spec in specs}
     rows, records = [], []
     for spec in specs:
-        sources = SIMULATORS[spec.name](scene)
-        fused = fuse_sources(networks[paths[spec.name]], spec, sources)
+        sources = simulated[spec.name]
+        fused = fuse_sources(networks[spec.name][0], spec, sources)
         row = []
         for index, pixels in enumerate(sources):
             role = spec.role_of(index).name
-            write_image(
-                outdir / f"{spec.name}-{index + 1}-simulated.png", pixels, overwrite=overwrite
-            )
+            write_image(_simulated_path(outdir, spec, index), pixels, overwrite=overwrite)
             row.append((pixels, f"{spec.name} {index + 1}: {role} (sim.)"))
         write_image(outdir / f"{spec.name}-fused.png", fused, overwrite=overwrite)
         row.append((fused, f"{spec.name}: fused"))
         rows.append(row)
         records.append({"task": spec.name, "output": str(outdir / f"{spec.name}-fused.png")})
-    weights_names = ", ".join(sorted({p.name for p in networks}))
+    weights_names = ", ".join(sorted({path.name for _, path in networks.values()}))
     title = [
         f"fusecli demo: {SIMULATED_NOTE} ({origin}), not real captures",
         f"weights: {weights_names}; each row: simulated sources, then the fused result",

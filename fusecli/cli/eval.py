@@ -17,16 +17,15 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from fusecli.engine.metrics import (
+from fusecli.errors import FuseError, ImageReadError
+from fusecli.io import SUPPORTED_EXTENSIONS, image_files, read_image
+from fusecli.metrics import (
     COLOUR_MODES,
     DEFAULT_METRICS,
     METRICS,
     REFERENCE_METRICS,
     compute_metrics_many,
 )
-from fusecli.errors import FuseError, ImageReadError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -55,16 +54,16 @@ def _require(path: Path, role: str) -> None:
 
 def _images_by_stem(folder: Path, role: str) -> dict[str, Path]:
     images: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            if path.stem in images:
-                raise FuseError(
-                    f"{role} folder {folder} has two images named {path.stem!r} "
-                    f"({images[path.stem].name}, {path.name}); keep one per name."
-                )
-            images[path.stem] = path
+    for path in image_files(folder):
+        if path.stem in images:
+            raise FuseError(
+                f"{role} folder {folder} has two images named {path.stem!r} "
+                f"({images[path.stem].name}, {path.name}); keep one per name."
+            )
+        images[path.stem] = path
     if not images:
-        raise FuseError(f"{role} folder {folder} contains no images ({', '.join(IMAGE_SUFFIXES)}).")
+        known = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+        raise FuseError(f"{role} folder {folder} contains no images ({known}).")
     return images
 
 
@@ -122,37 +121,18 @@ def plan_jobs(
 
 
 def read_planes(path: Path) -> np.ndarray:
-    """Read an image as (C, H, W) on the 8-bit scale, C in {1, 3}.
+    """Read an image with :func:`fusecli.io.read_image` as (C, H, W) on the 8-bit scale.
 
-    8-bit files stay uint8; 16-bit files are rescaled to float64 0..255. Alpha is dropped; a
-    colour file whose three channels are identical is greyscale (C = 1), as in fusecli.io.
+    8-bit files give uint8; 16-bit files float64 0..255 (the metrics' scale). Alpha is dropped
+    and a colour file whose channels are identical is grey (C = 1), as fusecli.io reads it.
     """
-    import imageio.v3 as iio
-
-    try:
-        pixels = np.asarray(iio.imread(path))
-    except Exception as exc:  # imageio raises many types for unreadable files
-        raise ImageReadError(f"cannot read image {path} ({exc}); check the file.") from None
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
-        raise ImageReadError(f"{path} has shape {pixels.shape}; expected a 2-D grey or RGB image.")
-    if pixels.dtype == np.bool_:
-        planes = pixels.astype(np.uint8) * 255
-    elif np.issubdtype(pixels.dtype, np.integer) and np.iinfo(pixels.dtype).max > 255:
-        planes = pixels.astype(np.float64) * (255.0 / np.iinfo(pixels.dtype).max)
-    elif np.issubdtype(pixels.dtype, np.floating):
+    image = read_image(path)
+    if image.bit_depth == 32:
         raise ImageReadError(f"{path} holds floating-point pixels; save it as 8- or 16-bit.")
-    else:
-        planes = pixels.astype(np.uint8)
-    planes = planes[:, :, :3] if planes.shape[2] >= 3 else planes[:, :, :1]
-    if (
-        planes.shape[2] == 3
-        and (planes[:, :, 0] == planes[:, :, 1]).all()
-        and (planes[:, :, 1] == planes[:, :, 2]).all()
-    ):
-        planes = planes[:, :, :1]
-    return np.moveaxis(planes, -1, 0)
+    # io scales integers by 1 / (2^bits - 1); rint recovers the stored values exactly.
+    top = 2**image.bit_depth - 1
+    levels = np.rint(image.pixels[0].numpy().astype(np.float64) * top)
+    return levels.astype(np.uint8) if image.bit_depth == 8 else levels * (255.0 / top)
 
 
 def _method_names(fused: list[Path]) -> list[str]:

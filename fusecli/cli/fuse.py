@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -12,33 +13,16 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fusecli.engine import PSLPT, select_device
-from fusecli.hookspecs import TaskSpec
-from fusecli.plugins import (
-    FusedFile,
-    check_input_count,
-    check_output,
-    fuse_files,
-    get_catalog,
-    load_network,
-    resolve_weights,
+from fusecli.cli.common import (
+    json_option,
+    options_of,
+    overwrite_option,
+    tile_option,
+    weights_option,
 )
-
-
-def device_of(ctx: typer.Context, override: str | None) -> torch.device:
-    """The device a command runs on: its own ``--device``, else the root one, else auto."""
-    spec = override or getattr(ctx.obj, "device", None) or "auto"
-    return select_device(spec)
-
-
-def open_network(spec: TaskSpec, weights: Path | None, device: torch.device) -> tuple[PSLPT, Path]:
-    """Load the weights a task runs with (``--weights`` or its shipped default) onto ``device``.
-
-    Raises:
-        WeightsError: no weights given and none shipped, or the file is unusable.
-    """
-    path = resolve_weights(spec, weights)
-    return load_network(path, device), path
+from fusecli.hookspecs import TaskSpec
+from fusecli.pipeline import FusedFile, fuse_files
+from fusecli.plugins import get_catalog
 
 
 def describe_task(spec: TaskSpec) -> str:
@@ -92,9 +76,7 @@ def tile_progress(console: Console) -> tuple[Progress | None, Callable[[int, int
     return progress, update
 
 
-def result_record(
-    spec: TaskSpec, result: FusedFile, weights: Path, device: torch.device
-) -> dict[str, object]:
+def result_record(spec: TaskSpec, result: FusedFile, device: torch.device) -> dict[str, object]:
     """The ``--json`` record of one fused file."""
     return {
         "task": spec.name,
@@ -104,7 +86,7 @@ def result_record(
         "height": result.height,
         "channels": result.channels,
         "bit_depth": result.bit_depth,
-        "weights": str(weights),
+        "weights": str(result.weights),
         "device": str(device),
         "seconds": round(result.seconds, 3),
     }
@@ -130,56 +112,31 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
             help="Output image; its extension picks the format (.png, .jpg, .bmp, .tif).",
             show_default=False,
         ),
-        weights: Path | None = typer.Option(
-            None,
-            "--weights",
-            exists=True,
-            dir_okay=False,
-            help=f"PSLPT weights (.safetensors); default: the shipped {spec.default_weights}.",
-            show_default=False,
-        ),
-        device: str | None = typer.Option(
-            None, "--device", help="auto, cpu, cuda, cuda:N or mps; default: the root --device."
-        ),
-        tile: int | None = typer.Option(
-            None,
-            "--tile",
-            min=16,
-            help="Tile side in pixels for large images (>= 16, rounded to 16); "
-            "default: the largest that fits in memory.",
-            show_default=False,
-        ),
+        weights: Path | None = weights_option(f"the shipped {spec.default_weights}"),
+        tile: int | None = tile_option(),
         resize: bool = typer.Option(
             False, "--resize", help="Resize sources to the first one's size instead of refusing."
         ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-        json_out: bool = typer.Option(False, "--json", help="Print a JSON record on stdout."),
+        overwrite: bool = overwrite_option(),
+        json_out: bool = json_option("Print a JSON record on stdout."),
     ) -> None:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
-        # Fail on a bad output before the (slow) weights load.
-        check_input_count(task.spec, len(sources))
-        check_output(sources, output, overwrite=overwrite)
-        target = device_of(ctx, device)
-        net, weights_path = open_network(task.spec, weights, target)
+        device = options_of(ctx).device
         progress, update = tile_progress(Console(stderr=True))
-        if progress is None:
+        with progress or nullcontext():
             result = fuse_files(
-                net, task.spec, sources, output, overwrite=overwrite, resize=resize, tile_size=tile
+                task.spec,
+                sources,
+                output,
+                weights=weights,
+                device=device,
+                overwrite=overwrite,
+                resize=resize,
+                tile_size=tile,
+                progress=update,
             )
-        else:
-            with progress:
-                result = fuse_files(
-                    net,
-                    task.spec,
-                    sources,
-                    output,
-                    overwrite=overwrite,
-                    resize=resize,
-                    tile_size=tile,
-                    progress=update,
-                )
         if json_out:
-            typer.echo(json.dumps(result_record(task.spec, result, weights_path, target)))
+            typer.echo(json.dumps(result_record(task.spec, result, device)))
         else:
             colour = "colour" if result.channels == 3 else "grey"
             typer.echo(

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import dataclass
 
 import typer
 from typer.core import TyperGroup
 
 from fusecli import __version__
+from fusecli.cli.common import GlobalOptions, error_message, resolve_device
 from fusecli.errors import FuseError
 
 # Each module exposes `register(app: typer.Typer) -> None`; order is the order in `--help`.
 COMMAND_MODULES: tuple[str, ...] = ("fuse", "batch", "tasks", "weights", "demo", "eval", "train")
-
-
-@dataclass
-class GlobalOptions:
-    """Options of the root callback, shared by every command through `ctx.obj`."""
-
-    debug: bool = False
-    device: str = "auto"
 
 
 class _FuseGroup(TyperGroup):
@@ -34,7 +26,7 @@ class _FuseGroup(TyperGroup):
             options = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
             if options.debug:
                 raise
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {error_message(exc, ctx.invoked_subcommand or '')}", err=True)
             raise typer.Exit(1) from None
 
 
@@ -68,7 +60,9 @@ def build_app() -> typer.Typer:
             False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
         ),
     ) -> None:
-        ctx.obj = GlobalOptions(debug=debug, device=device)
+        ctx.obj = GlobalOptions(debug=debug, device_name=device)
+        # Resolved once, here: a device that is unknown or absent fails before any command.
+        ctx.obj.device = resolve_device(device)
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(f"fusecli.cli.{module_name}").register(app)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from fusecli.cli.common import options_of
 from fusecli.errors import FuseError
 
 
@@ -75,14 +76,15 @@ def register(app: typer.Typer) -> None:
         from fusecli.engine.train import Recipe, train
 
         parsed = Recipe.from_file(recipe, tuple(overrides))
-        device = getattr(ctx.obj, "device", "auto")
+        options = options_of(ctx)
         result = train(
             parsed,
             run_dir=output,
             stages=(stage,) if stage else (1, 2),
             resume=resume,
             init_weights=init,
-            device=None if device == "auto" else device,
+            # auto: the recipe's device (the root resolved it for the fusion commands only).
+            device=None if options.device_name == "auto" else str(options.device),
             stop_after=max_steps or None,
         )
         if result.stage == 0:

@@ -4,8 +4,8 @@ Knows nothing of the CLI or plugins.
 """
 
 from fusecli.engine.authors import from_authors_state_dict
-from fusecli.engine.config import MODEL_VARIANTS, ModelConfig
-from fusecli.engine.device import precision, select_device
+from fusecli.engine.config import ModelConfig
+from fusecli.engine.device import select_device
 from fusecli.engine.model import PSLPT
 from fusecli.engine.tiling import auto_tile_size, fuse_tiled
 from fusecli.engine.weights import (
@@ -16,14 +16,12 @@ from fusecli.engine.weights import (
 )
 
 __all__ = [
-    "MODEL_VARIANTS",
     "PSLPT",
     "ModelConfig",
     "auto_tile_size",
     "from_authors_state_dict",
     "fuse_tiled",
     "load_weights",
-    "precision",
     "read_weights_metadata",
     "save_weights",
     "select_device",

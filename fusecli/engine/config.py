@@ -1,4 +1,4 @@
-"""ModelConfig: the architecture hyper-parameters of PSLPT, and its named variants."""
+"""ModelConfig: the architecture hyper-parameters of PSLPT."""
 
 from __future__ import annotations
 
@@ -64,9 +64,3 @@ class ModelConfig:
                 "the file was written by a newer or different fusecli"
             )
         return cls(**values)
-
-
-# Named variants, timm style: size and window in the name.
-MODEL_VARIANTS: dict[str, ModelConfig] = {
-    "pslpt_paper_w2": ModelConfig(),
-}

@@ -97,13 +97,6 @@ def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, c)
 
 
-def window_merge(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
-    """Inverse of :func:`window_partition`. (B * nW, window^2, C) -> (B, H, W, C)."""
-    c = windows.shape[-1]
-    x = windows.view(-1, height // window, width // window, window, window, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, c)
-
-
 def log_spaced_relative_coords(window: int) -> torch.Tensor:
     """SwinV2's log-spaced relative coordinates of a window.
 
@@ -128,6 +121,13 @@ def relative_position_index(window: int) -> torch.Tensor:
 
 @_constant_cache
 def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    """Attention mask of a cyclically shifted window layout.
+
+    Tokens that the roll brought together from opposite borders must not attend to each other.
+
+    Returns:
+        (nW, window^2, window^2) with 0 where attention is allowed and -100 elsewhere.
+    """
     region = torch.zeros(height, width)
     bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
     label = 0
@@ -138,19 +138,6 @@ def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.T
     region_windows = window_partition(region[None, :, :, None], window).squeeze(-1)
     different = region_windows[:, None, :] != region_windows[:, :, None]
     return torch.zeros(different.shape).masked_fill(different, _MASK_VALUE)
-
-
-def shifted_window_mask(
-    height: int, width: int, window: int, shift: int, device: torch.device
-) -> torch.Tensor:
-    """Attention mask of a cyclically shifted window layout.
-
-    Tokens that the roll brought together from opposite borders must not attend to each other.
-
-    Returns:
-        (nW, window^2, window^2) with 0 where attention is allowed and -100 elsewhere.
-    """
-    return _shift_mask_cpu(height, width, window, shift).to(device)
 
 
 @_constant_cache
@@ -239,7 +226,11 @@ def gather_planes(grid: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class WindowAttention(nn.Module):
-    """SwinV2 scaled-cosine window attention with a continuous (log-spaced) position bias."""
+    """SwinV2 scaled-cosine window attention with a continuous (log-spaced) position bias.
+
+    It runs on window planes through :meth:`forward_planes`, called by :class:`SwinV2Block`; the
+    textbook formulation on partitioned windows lives in the tests as the reference it must equal.
+    """
 
     def __init__(self, dim: int, window: int, num_heads: int, cpb_hidden: int) -> None:
         super().__init__()
@@ -277,33 +268,6 @@ class WindowAttention(nn.Module):
         """(heads,): ``exp(min(logit_scale, log 100))``."""
         return torch.clamp(self.logit_scale, max=_MAX_LOGIT_SCALE).exp().view(self.num_heads)
 
-    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Attend within each window (the reference formulation, window-major tokens).
-
-        Args:
-            windows: (B * nW, N, C) tokens, N = window^2.
-            mask: (nW, N, N) additive mask, or None.
-
-        Returns:
-            (B * nW, N, C).
-        """
-        count, n, c = windows.shape
-        head_dim = c // self.num_heads
-        qkv = F.linear(windows, self.qkv.weight, self.qkv_bias())
-        # (3, B*nW, heads, N, head_dim)
-        qkv = qkv.view(count, n, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-        scale = torch.clamp(self.logit_scale, max=_MAX_LOGIT_SCALE).exp()
-        attn = attn * scale + self.position_bias()
-        if mask is not None:
-            num_windows = mask.shape[0]
-            attn = attn.view(-1, num_windows, self.num_heads, n, n) + mask[None, :, None]
-            attn = attn.view(count, self.num_heads, n, n)
-        attn = attn.softmax(dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(count, n, c)
-        return self.proj(out)
-
     def forward_planes(
         self,
         planes: torch.Tensor,
@@ -312,7 +276,7 @@ class WindowAttention(nn.Module):
         bias: torch.Tensor,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Attend within each window, tokens as window planes (same result as :meth:`forward`).
+        """Attend within each window, tokens as window planes.
 
         Args:
             planes: (B, P, n, C), position p of window k at ``[:, p, k]``.
@@ -593,10 +557,6 @@ class FrequencyAdaptiveFusion(nn.Module):
         tokens = self.proj_in(reflect_pad(diff)).permute(0, 2, 3, 1)
         padded = self.blocks(tokens, self.norm_in, self.norm_out, padded_output=True)
         return self.proj_out(padded.permute(0, 3, 1, 2))
-
-    def weights(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Fusion weights. a, b: (B, C, H, W) -> (B, 2, H, W); channel 0 weights ``a``."""
-        return self._logits(_channels_last(a - b)).softmax(dim=1)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Fused features ``m_a * a + m_b * b``. a, b: (B, C, H, W) -> (B, C, H, W)."""

@@ -27,16 +27,20 @@ from fusecli.engine.layers import (
 FAF_SETS = (1, 2)
 
 
-def _stage(config: ModelConfig, with_norms: bool) -> SwinConvStage:
-    return SwinConvStage(
+def _block_arguments(config: ModelConfig) -> tuple[int, int, int, int, float, int]:
+    """(dim, depth, num_heads, window, mlp_ratio, cpb_hidden): what every stage and FAF takes."""
+    return (
         config.channels,
         config.depth,
         config.num_heads,
         config.window_size,
         config.mlp_ratio,
         config.cpb_hidden,
-        with_norms=with_norms,
     )
+
+
+def _stage(config: ModelConfig, with_norms: bool) -> SwinConvStage:
+    return SwinConvStage(*_block_arguments(config), with_norms=with_norms)
 
 
 def _stem_conv(conv: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
@@ -113,15 +117,7 @@ class FusionSet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.bands = nn.ModuleList(
-            FrequencyAdaptiveFusion(
-                config.channels,
-                config.depth,
-                config.num_heads,
-                config.window_size,
-                config.mlp_ratio,
-                config.cpb_hidden,
-            )
-            for _ in range(config.levels)
+            FrequencyAdaptiveFusion(*_block_arguments(config)) for _ in range(config.levels)
         )
 
     def forward(

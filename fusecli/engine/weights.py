@@ -88,13 +88,16 @@ def read_weights_metadata(path: str | os.PathLike) -> dict[str, str]:
             metadata = dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(
-            f"{path} is not a readable safetensors file ({_short(exc)}); "
-            "re-download it or pass another file with --weights"
+            f"{path} is not a readable safetensors file ({_short(exc)})",
+            remedy="re-download it or use another weights file",
+            hint="weights",
         ) from None
     if metadata.get("format") != FORMAT:
         raise WeightsError(
             f"{path} is a safetensors file but not fusecli PSLPT weights (format "
-            f"{metadata.get('format')!r}); convert the authors' .pth with `fuse weights convert`"
+            f"{metadata.get('format')!r})",
+            remedy="convert the authors' .pth with from_authors_state_dict and save_weights",
+            hint="convert",
         )
     return metadata
 
@@ -149,8 +152,9 @@ def shipped_weights_path(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
     if not candidate.is_file():
         available = sorted(p.stem for p in candidate.parent.glob("*.safetensors"))
         raise WeightsError(
-            f"no shipped weights named {name!r} (installed: {', '.join(available) or 'none'}); "
-            "pass a weights file with --weights"
+            f"no shipped weights named {name!r} (installed: {', '.join(available) or 'none'})",
+            remedy="use a weights file of your own",
+            hint="weights",
         )
     return candidate
 

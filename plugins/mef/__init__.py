@@ -1,7 +1,19 @@
 """Multi-exposure fusion (MEF): a built-in fusecli task plugin, registered like any other."""
 
+import torch
+
 from fusecli.color import ColorPolicy
 from fusecli.hookspecs import InputRole, TaskSpec, hookimpl
+
+# Display values are about linear light to the power 1 / 2.2.
+_GAMMA = 2.2
+
+
+def demo_inputs(scene: torch.Tensor) -> list[torch.Tensor]:
+    """Under- and over-exposure: linear light times 1/4 and times 4, clipped as a sensor does."""
+    linear = scene.clamp(0, 1) ** _GAMMA
+    return [(exposed.clamp(0, 1) ** (1 / _GAMMA)) for exposed in (linear / 4, linear * 4)]
+
 
 TASK = TaskSpec(
     name="mef",
@@ -13,6 +25,7 @@ TASK = TaskSpec(
     min_inputs=2,
     max_inputs=None,
     batch_names=(("under", "over"), ("under", "mid", "over"), ("dark", "bright"), ("low", "high")),
+    demo_inputs=demo_inputs,
 )
 
 

@@ -1,7 +1,22 @@
 """Multi-focus fusion (MFF): a built-in fusecli task plugin, registered like any other."""
 
+import torch
+
 from fusecli.color import ColorPolicy
+from fusecli.filters import gaussian_blur
 from fusecli.hookspecs import InputRole, TaskSpec, hookimpl
+
+
+def demo_inputs(scene: torch.Tensor) -> list[torch.Tensor]:
+    """Near focus (right half blurred) and far focus (left half blurred), smooth boundary."""
+    width = scene.shape[-1]
+    sigma = max(width / 160, 1.5)
+    blurred = gaussian_blur(scene, sigma, radius=round(3 * sigma))
+    ramp = torch.linspace(-6, 6, width).sigmoid().view(1, 1, 1, width)  # 0 left -> 1 right
+    near = scene * (1 - ramp) + blurred * ramp
+    far = blurred * (1 - ramp) + scene * ramp
+    return [near, far]
+
 
 TASK = TaskSpec(
     name="mff",
@@ -15,6 +30,7 @@ TASK = TaskSpec(
     min_inputs=2,
     max_inputs=None,
     batch_names=(("a", "b"), ("near", "far"), ("fore", "back"), ("foreground", "background")),
+    demo_inputs=demo_inputs,
 )
 
 

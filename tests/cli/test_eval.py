@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fusecli.cli.main import build_app
-from fusecli.engine.metrics import compute_metrics
+from fusecli.metrics import compute_metrics
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 ORACLE = DATA / "metrics-oracle" / "vifb"

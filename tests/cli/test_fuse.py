@@ -13,7 +13,7 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
-from fusecli import plugins
+from fusecli import pipeline
 from fusecli.cli.main import build_app
 from fusecli.engine import PSLPT, save_weights
 from fusecli.errors import WeightsError
@@ -135,7 +135,7 @@ def test_without_shipped_weights_the_error_says_to_pass_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A fresh install before weights are trained: the shipped file is missing.
-    monkeypatch.setattr(plugins, "shipped_weights_path", _no_shipped_weights)
+    monkeypatch.setattr(pipeline, "shipped_weights_path", _no_shipped_weights)
     a = _image(tmp_path / "a.png", 1)
     b = _image(tmp_path / "b.png", 1, seed=3)
     result = _run("ivf", str(a), str(b), "-o", str(tmp_path / "o.png"))
@@ -187,3 +187,18 @@ def test_medical_pair_from_shared_data(data_dir: Path, tmp_path: Path, weights: 
     # MRI and CT are grey stored as RGB: the result is grey, at the sources' size and depth.
     assert fused.pixels.shape == (1, 1, source.height, source.width)
     assert fused.bit_depth == source.bit_depth == 8
+
+
+def test_the_device_is_chosen_once_on_the_root(tmp_path: Path, weights: Path) -> None:
+    a = _image(tmp_path / "a.png", 1)
+    b = _image(tmp_path / "b.png", 1, seed=3)
+    out = tmp_path / "out.png"
+    args = ("ivf", str(a), str(b), "-o", str(out), "--weights", str(weights))
+    assert _run("--device", "cpu", *args, "--json").exit_code == 0
+    assert (
+        json.loads(_run("--device", "cpu", *args, "--overwrite", "--json").stdout)["device"]
+        == "cpu"
+    )
+    unknown = runner.invoke(build_app(), ["--device", "tpu", "tasks"])
+    assert unknown.exit_code == 1 and unknown.stderr.startswith("error: unknown device 'tpu'")
+    assert runner.invoke(build_app(), [*args, "--device", "cpu"]).exit_code == 2

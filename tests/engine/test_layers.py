@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,10 +13,9 @@ from fusecli.engine.layers import (
     FrequencyAdaptiveFusion,
     SwinBlocks,
     SwinV2Block,
+    WindowAttention,
     fill_pad_border,
     reflect_pad,
-    shifted_window_mask,
-    window_merge,
     window_partition,
 )
 from fusecli.engine.model import _stem_conv
@@ -31,15 +32,50 @@ def _nudged(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return module
 
 
+def _window_merge(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of window_partition. (B * nW, window^2, C) -> (B, H, W, C)."""
+    c = windows.shape[-1]
+    x = windows.view(-1, height // window, width // window, window, window, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, c)
+
+
+def _reference_attention(
+    attn: WindowAttention, windows: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """SwinV2 window attention as the authors write it, on window-major tokens.
+
+    Args:
+        windows: (B * nW, N, C) tokens, N = window^2.
+        mask: (nW, N, N) additive mask, or None.
+
+    Returns:
+        (B * nW, N, C).
+    """
+    count, n, c = windows.shape
+    heads = attn.num_heads
+    qkv = F.linear(windows, attn.qkv.weight, attn.qkv_bias())
+    # (3, B*nW, heads, N, head_dim)
+    q, k, v = qkv.view(count, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+    scale = torch.clamp(attn.logit_scale, max=math.log(100.0)).exp()
+    logits = logits * scale + attn.position_bias()
+    if mask is not None:
+        num_windows = mask.shape[0]
+        logits = logits.view(-1, num_windows, heads, n, n) + mask[None, :, None]
+        logits = logits.view(count, heads, n, n)
+    out = (logits.softmax(dim=-1) @ v).transpose(1, 2).reshape(count, n, c)
+    return attn.proj(out)
+
+
 def _reference_block(block: SwinV2Block, x: torch.Tensor) -> torch.Tensor:
     """The SwinV2 block as the authors write it: roll, partition, attend, merge, roll back."""
     _, height, width, _ = x.shape
     shortcut, mask = x, None
     if block.shift:
         x = torch.roll(x, shifts=(-block.shift, -block.shift), dims=(1, 2))
-        mask = shifted_window_mask(height, width, block.window, block.shift, x.device)
-    windows = block.attn(window_partition(x, block.window), mask)
-    x = window_merge(windows, block.window, height, width)
+        mask = layers._shift_mask_cpu(height, width, block.window, block.shift)
+    windows = _reference_attention(block.attn, window_partition(x, block.window), mask)
+    x = _window_merge(windows, block.window, height, width)
     if block.shift:
         x = torch.roll(x, shifts=(block.shift, block.shift), dims=(1, 2))
     x = shortcut + block.norm1(x)
@@ -106,7 +142,7 @@ def test_faf_forward_equals_its_softmax_weights() -> None:
     faf = _nudged(FrequencyAdaptiveFusion(DIM, 2, HEADS, WINDOW, MLP_RATIO, CPB_HIDDEN))
     a, b = torch.randn(2, 1, DIM, 4, 6)
     with torch.no_grad():
-        m = faf.weights(a, b)
+        m = faf._logits(a - b).softmax(dim=1)
         fused = faf(a, b)
     assert torch.allclose(m.sum(1), torch.ones(1, 4, 6))
     assert (fused - (m[:, 0:1] * a + m[:, 1:2] * b)).abs().max() < 1e-5

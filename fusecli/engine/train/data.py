@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,10 +26,10 @@ from fusecli.engine.train.recipe import (
     PairFolders,
 )
 from fusecli.engine.train.simulate import simulate_mef, simulate_mff
-from fusecli.errors import FuseError
+from fusecli.errors import FuseError, ImageReadError
+from fusecli.io import image_files, natural_key, read_image
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "LabeledItem",
     "PairItem",
     "TrainData",
@@ -43,47 +42,39 @@ __all__ = [
     "list_images",
     "load_train_data",
     "load_validation_data",
-    "natural_key",
     "read_luma",
     "scaled_crop",
     "unlabeled_batch",
 ]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 # Stream ids keep the random draws of the three batch kinds independent.
 STREAM_MFF, STREAM_MEF, STREAM_UNLABELED, STREAM_VALIDATION = 1, 2, 3, 4
 
 
 def read_luma(path: Path) -> np.ndarray:
-    """Decode an image and return its BT.601 full-range Y channel.
+    """Read an 8-bit image with :func:`fusecli.io.read_image` and return its BT.601 Y channel.
 
     Args:
         path: 8-bit greyscale or RGB(A) image.
 
     Returns:
-        (H, W) uint8.
+        (H, W) uint8, as the image is displayed (EXIF orientation applied).
     """
     try:
-        pixels = iio.imread(path)
-    except Exception as exc:  # imageio raises many types for unreadable files
-        raise FuseError(f"cannot read training image {path}: {exc}; remove or fix it") from None
-    if pixels.dtype != np.uint8:
-        raise FuseError(f"training image {path} is {pixels.dtype}, expected 8-bit; convert it")
-    if pixels.ndim == 2:
-        return pixels
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        return pixels[..., 0]
-    if pixels.ndim == 3 and pixels.shape[2] >= 3:
-        rgb = pixels[..., :3].astype(np.float32)
-        y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
-        return np.clip(np.round(y), 0, 255).astype(np.uint8)
-    raise FuseError(f"training image {path} has shape {pixels.shape}; expected grey or RGB")
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key that orders embedded numbers numerically ("img2" before "img10")."""
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+        image = read_image(path)
+    except ImageReadError as exc:
+        raise ImageReadError(f"cannot read training image {exc}") from None
+    if image.bit_depth != 8:
+        raise FuseError(
+            f"training image {path} is {image.bit_depth}-bit, expected 8-bit; convert it"
+        )
+    # io scales 8-bit values by 1/255; rint recovers them exactly.
+    levels = np.rint(image.pixels[0].numpy() * 255.0).astype(np.uint8)
+    if levels.shape[0] == 1:
+        return levels[0]
+    rgb = levels.astype(np.float32)
+    y = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    return np.clip(np.round(y), 0, 255).astype(np.uint8)
 
 
 def list_images(folder: Path) -> list[str]:
@@ -92,8 +83,7 @@ def list_images(folder: Path) -> list[str]:
         raise FuseError(
             f"data folder {folder} does not exist; fix the data root or paths in the recipe"
         )
-    names = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(names, key=natural_key)
+    return [path.name for path in image_files(folder)]
 
 
 def _leading_number(name: str) -> int | None:

@@ -36,24 +36,20 @@ contrast, which is what real bracket fusion asks for.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+import torch
 
 from fusecli.engine.train.recipe import MEFSimulation, MFFSimulation
+from fusecli.filters import blur_along, gaussian_taps
 
 __all__ = ["focus_mask", "gaussian_blur", "illumination_field", "simulate_mef", "simulate_mff"]
 
 
-def _gaussian_taps(sigma: float) -> np.ndarray:
-    radius = max(1, math.ceil(3 * sigma))
-    x = np.arange(-radius, radius + 1, dtype=np.float32)
-    taps = np.exp(-(x**2) / (2 * sigma * sigma))
-    return taps / taps.sum()
-
-
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur with reflected borders (radius ``ceil(3 sigma)``).
+    """Separable Gaussian blur (radius ``ceil(3 sigma)``) with mirrored borders.
+
+    Where the image is narrower than the radius it wraps around instead, as the simulation has
+    always done.
 
     Args:
         image: (H, W) float32.
@@ -64,20 +60,13 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """
     if sigma <= 0:
         return image.copy()
-    taps = _gaussian_taps(sigma)
-    r = len(taps) // 2
-    out = image.astype(np.float32, copy=False)
-    for axis in (0, 1):
-        # "symmetric" padding cannot exceed the image side; wrap repeatedly for tiny images.
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (r, r)
-        padded = np.pad(out, pad, mode="symmetric" if r <= out.shape[axis] else "wrap")
-        n = out.shape[axis]
-        acc = np.zeros_like(out)
-        for k, w in enumerate(taps):
-            acc += w * (padded[k : k + n] if axis == 0 else padded[:, k : k + n])
-        out = acc
-    return out
+    taps = gaussian_taps(sigma)
+    radius = taps.numel() // 2
+    out = torch.tensor(image, dtype=torch.float32)[None, None]
+    for dim in (-2, -1):
+        border = "symmetric" if radius <= out.shape[dim] else "wrap"
+        out = blur_along(out, taps, dim=dim, border=border)
+    return out[0, 0].numpy()
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, ...]) -> float:

@@ -8,6 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fusecli.engine.train.data import (
     LabeledItem,
@@ -17,9 +18,9 @@ from fusecli.engine.train.data import (
     epoch_indices,
     held_out_pairs,
     labeled_batch,
+    list_images,
     load_train_data,
     load_validation_data,
-    natural_key,
     read_luma,
     scaled_crop,
     unlabeled_batch,
@@ -33,6 +34,7 @@ from fusecli.engine.train.recipe import (
     PairFolders,
 )
 from fusecli.errors import FuseError
+from fusecli.io import natural_key
 
 
 def test_read_luma_uses_bt601_full_range(tmp_path):
@@ -56,6 +58,39 @@ def test_read_luma_uses_bt601_full_range(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(FuseError, match="cannot read training image"):
         read_luma(tmp_path / "bad.png")
+
+
+def test_read_luma_shows_the_image_as_displayed(tmp_path):
+    # A camera JPEG stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise).
+    stored = np.zeros((4, 6), dtype=np.uint8)
+    stored[0, :] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "side.jpg", exif=exif, quality=100)
+    y = read_luma(tmp_path / "side.jpg")
+    assert y.shape == (6, 4)
+    assert y[:, -1].min() > 200 and y[:, 0].max() < 50  # the top row became the right column
+
+
+def _luma_decoded_directly(path: Path) -> np.ndarray:
+    """The trainer's reader before it went through fusecli.io: imageio, then BT.601 Y."""
+    pixels = iio.imread(path)
+    if pixels.ndim == 2:
+        return pixels
+    rgb = pixels[..., :3].astype(np.float32)
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    return np.clip(np.round(y), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.data
+def test_read_luma_keeps_the_training_data_of_the_shared_sets(data_dir):
+    # Two images of every folder: each data set's format and colour layout.
+    folders = sorted({path.parent for path in data_dir.rglob("*.*") if path.suffix != ".md"})
+    assert len(folders) > 20
+    for folder in folders:
+        for name in list_images(folder)[:2]:
+            path = folder / name
+            assert np.array_equal(read_luma(path), _luma_decoded_directly(path)), path
 
 
 def test_natural_key_orders_numbers_numerically():

@@ -101,3 +101,34 @@ def test_uneven_illumination_lights_the_pair_but_not_the_ground_truth():
     # 3 stops of lighting with gamma 2: the rendered under-exposure spans 2 ** 1.5 in value.
     ratio = lit_under.max() / lit_under.min()
     assert 2**1.5 * 0.9 < ratio < 2**1.5 * 1.1
+
+
+def _numpy_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """The simulation's blur as it was written in numpy before it moved to fusecli.filters."""
+    radius = max(1, int(np.ceil(3 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float32)
+    taps = np.exp(-(x**2) / (2 * sigma * sigma))
+    taps /= taps.sum()
+    out = image
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius, radius)
+        mode = "symmetric" if radius <= out.shape[axis] else "wrap"
+        padded = np.pad(out, pad, mode=mode)
+        n = out.shape[axis]
+        acc = np.zeros_like(out)
+        for k, w in enumerate(taps):
+            acc += w * (padded[k : k + n] if axis == 0 else padded[:, k : k + n])
+        out = acc
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shape", "sigma"), [((64, 64), 1.0), ((64, 48), 21.3), ((7, 5), 4.0), ((1, 9), 1.0)]
+)
+def test_gaussian_blur_keeps_the_training_data_of_the_numpy_version(shape, sigma):
+    # Same data within float rounding, also where the image is narrower than the radius.
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    blurred = gaussian_blur(x, sigma)
+    assert blurred.dtype == np.float32 and blurred.shape == shape
+    assert np.abs(blurred - _numpy_blur(x, sigma)).max() < 1e-6

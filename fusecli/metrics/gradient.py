@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusecli.engine.metrics._cache import memoised
-from fusecli.engine.metrics._matlab import sobel_gradients
+from fusecli.metrics._cache import memoised
+from fusecli.metrics._matlab import sobel_gradients
 
 
 def _xydeas_edges(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

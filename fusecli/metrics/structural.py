@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fusecli.engine.metrics._cache import memoised
-from fusecli.engine.metrics._matlab import (
+from fusecli.errors import FuseError
+from fusecli.metrics._cache import memoised
+from fusecli.metrics._matlab import (
     box_sum_valid,
     correlate_separable,
     downsample_by_two,
     gaussian_taps,
 )
-from fusecli.errors import FuseError
 
 _WINDOW = 11
 _SIGMA = 1.5
@@ -89,7 +89,9 @@ def _require_size(x: np.ndarray, minimum: int, metric: str) -> None:
     if min(x.shape) < minimum:
         raise FuseError(
             f"{metric} needs images of at least {minimum}x{minimum} pixels, got "
-            f"{x.shape[1]}x{x.shape[0]}; leave it out (e.g. with --metrics)."
+            f"{x.shape[1]}x{x.shape[0]}",
+            remedy="leave it out of the metric names.",
+            hint="metrics",
         )
 
 

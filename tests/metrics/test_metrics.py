@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from fusecli.engine.metrics import (
+from fusecli.errors import FuseError
+from fusecli.metrics import (
     DEFAULT_METRICS,
     METRICS,
     REFERENCE_METRICS,
@@ -39,16 +40,15 @@ from fusecli.engine.metrics import (
     standard_deviation,
     structural_similarity,
 )
-from fusecli.engine.metrics._cache import forget, memoised, shared_intermediates
-from fusecli.engine.metrics._matlab import (
+from fusecli.metrics._cache import forget, memoised, shared_intermediates
+from fusecli.metrics._matlab import (
     RGB2GRAY_WEIGHTS,
     block_sums,
     downsample_by_two,
     matlab_round,
     rgb_to_gray,
 )
-from fusecli.engine.metrics.structural import _mef_reference, _mef_ssim_single_scale
-from fusecli.errors import FuseError
+from fusecli.metrics.structural import _mef_reference, _mef_ssim_single_scale
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 ORACLE = DATA / "metrics-oracle" / "vifb"
@@ -401,7 +401,7 @@ def test_fmi_matches_window_by_window_transcription(scene) -> None:
 
 def _mef_ssim_loop(sources: np.ndarray, f: np.ndarray) -> float:
     """One scale of Ma et al.'s mef_ssim.m transcribed window by window (11x11 windows)."""
-    from fusecli.engine.metrics._matlab import gaussian_taps
+    from fusecli.metrics._matlab import gaussian_taps
 
     g = np.outer(gaussian_taps(11, 1.5), gaussian_taps(11, 1.5)).ravel()
     k, h, w = sources.shape

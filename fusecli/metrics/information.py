@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusecli.engine.metrics._cache import memoised
-from fusecli.engine.metrics._matlab import matlab_round, normalize_to_255, sobel_gradients
+from fusecli.metrics._cache import memoised
+from fusecli.metrics._matlab import matlab_round, normalize_to_255, sobel_gradients
 
 _LEVELS = 256
 

@@ -11,8 +11,8 @@ from functools import cache
 
 import numpy as np
 
-from fusecli.engine.metrics._cache import memoised
-from fusecli.engine.metrics._matlab import (
+from fusecli.metrics._cache import memoised
+from fusecli.metrics._matlab import (
     block_sums,
     correlate_separable,
     filter_spectrum,

@@ -4,7 +4,7 @@ Images are float64 planes on the 8-bit scale (0..255). `compute_metrics` handles
 dispatch; the single-plane functions below are the individual metrics (see docs/metrics.md).
 """
 
-from fusecli.engine.metrics.gradient import (
+from fusecli.metrics.gradient import (
     average_gradient,
     edge_intensity,
     edge_transfer_quality,
@@ -12,7 +12,7 @@ from fusecli.engine.metrics.gradient import (
     spatial_frequency,
     standard_deviation,
 )
-from fusecli.engine.metrics.information import (
+from fusecli.metrics.information import (
     cross_entropy,
     entropy,
     feature_mutual_information,
@@ -20,8 +20,8 @@ from fusecli.engine.metrics.information import (
     normalized_mutual_information,
     sobel_edges,
 )
-from fusecli.engine.metrics.perceptual import chen_blum_quality, chen_varshney_quality
-from fusecli.engine.metrics.structural import (
+from fusecli.metrics.perceptual import chen_blum_quality, chen_varshney_quality
+from fusecli.metrics.structural import (
     fusion_multiscale_structural_similarity,
     fusion_peak_signal_noise_ratio,
     fusion_root_mean_square_error,
@@ -31,7 +31,7 @@ from fusecli.engine.metrics.structural import (
     peak_signal_noise_ratio,
     structural_similarity,
 )
-from fusecli.engine.metrics.suite import (
+from fusecli.metrics.suite import (
     COLOUR_MODES,
     DEFAULT_METRICS,
     METRICS,

@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fusecli.engine.metrics import gradient, information, perceptual, structural
-from fusecli.engine.metrics._cache import forget, shared_intermediates
-from fusecli.engine.metrics._matlab import rgb_to_gray
 from fusecli.errors import FuseError
+from fusecli.metrics import gradient, information, perceptual, structural
+from fusecli.metrics._cache import forget, shared_intermediates
+from fusecli.metrics._matlab import rgb_to_gray
 
 ColourMode = Literal["channels", "gray"]
 COLOUR_MODES: tuple[str, ...] = ("channels", "gray")
@@ -177,7 +177,9 @@ def _select(names: Sequence[str] | None, has_reference: bool, size: int) -> list
     needs_reference = [name for name in names if METRICS[name].kind == "reference"]
     if needs_reference and not has_reference:
         raise FuseError(
-            f"{', '.join(needs_reference)} compare with a reference image; pass one (--ref)."
+            f"{', '.join(needs_reference)} compare with a reference image",
+            remedy="pass one as reference.",
+            hint="reference",
         )
     return list(dict.fromkeys(names))
 

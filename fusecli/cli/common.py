@@ -1,0 +1,101 @@
+"""What the commands share: the root's global options, option declarations, error messages."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import typer
+
+from fusecli.engine import select_device
+from fusecli.errors import FuseError
+
+# How the command line fixes what FuseError.hint names; "{command}" is the failing command.
+HINTS: dict[str, str] = {
+    "overwrite": "pass --overwrite to replace it",
+    "resize": "register the images to one size or pass --resize",
+    "weights": "pass a weights file with --weights PATH, e.g. one made by "
+    "`fuse weights convert two_fuse_rule.pth -o pslpt.safetensors`",
+    "convert": "convert the authors' .pth with `fuse weights convert`",
+    "sources": "see `fuse {command} --help`",
+    "reference": "pass one with --ref.",
+    "metrics": "leave it out with --metrics.",
+}
+
+
+def error_message(exc: FuseError, command: str = "") -> str:
+    """The one-line message of a FuseError, its fix phrased with this command line's flags."""
+    hint = HINTS.get(exc.hint)
+    if hint is None:
+        return str(exc)
+    return f"{exc.problem}; {hint.format(command=command or 'COMMAND')}"
+
+
+@dataclass
+class GlobalOptions:
+    """Options of the root callback, shared by every command through ``ctx.obj``.
+
+    Attributes:
+        debug: show tracebacks.
+        device_name: ``--device`` as given (``auto`` lets ``fuse train`` use the recipe's).
+        device: ``--device`` resolved, where the fusion commands run the network.
+    """
+
+    debug: bool = False
+    device_name: str = "auto"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``--device``: under torchrun with CUDA, ``auto`` takes the GPU of this LOCAL_RANK."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if name.strip().lower() == "auto" and local_rank is not None and torch.cuda.is_available():
+        return select_device(f"cuda:{int(local_rank)}")
+    return select_device(name)
+
+
+def options_of(ctx: typer.Context) -> GlobalOptions:
+    """The root's options (defaults when a command is invoked without the root app)."""
+    options = ctx.find_root().obj
+    return options if isinstance(options, GlobalOptions) else GlobalOptions()
+
+
+def weights_option(default: str) -> Any:
+    """``--weights PATH``; ``default`` says what is used without it."""
+    return typer.Option(
+        None,
+        "--weights",
+        exists=True,
+        dir_okay=False,
+        help=f"PSLPT weights (.safetensors); default: {default}.",
+        show_default=False,
+    )
+
+
+def output_folder_option(help_text: str) -> Any:
+    """``-o/--output FOLDER`` of the commands that write several files."""
+    return typer.Option(..., "-o", "--output", file_okay=False, help=help_text, show_default=False)
+
+
+def tile_option() -> Any:
+    """``--tile N``: the tile side of tiled inference."""
+    return typer.Option(
+        None,
+        "--tile",
+        min=16,
+        help="Tile side in pixels for large images (>= 16, rounded to 16); "
+        "default: the largest that fits in memory.",
+        show_default=False,
+    )
+
+
+def overwrite_option(help_text: str = "Replace an existing output.") -> Any:
+    """``--overwrite``."""
+    return typer.Option(False, "--overwrite", help=help_text)
+
+
+def json_option(help_text: str) -> Any:
+    """``--json``."""
+    return typer.Option(False, "--json", help=help_text)

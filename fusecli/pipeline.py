@@ -1,0 +1,288 @@
+"""Running a task: its weights and network, input checks, size matching, fusion, colour, files.
+
+Every command that fuses (``fuse <task>``, ``fuse batch``, ``fuse demo``) goes through here;
+the task itself is a :class:`~fusecli.hookspecs.TaskSpec` from the plugin catalog.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fusecli.color import luminance, restore_color
+from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
+from fusecli.errors import FuseError, WeightsError
+from fusecli.hookspecs import TaskSpec
+from fusecli.io import check_writable, output_bit_depth, read_image, same_file, write_image
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done_tiles, total_tiles)`` after each tile."""
+
+
+def resolve_weights(spec: TaskSpec, override: str | os.PathLike | None = None) -> Path:
+    """The weights file a task runs with: ``override`` if given, else its shipped default.
+
+    Raises:
+        WeightsError: no override and no such weights are installed.
+    """
+    if override is not None:
+        return Path(override)
+    try:
+        return shipped_weights_path(spec.default_weights)
+    except WeightsError:
+        raise WeightsError(
+            f"no trained weights are installed (fusecli.weights/{spec.default_weights}"
+            ".safetensors is missing)",
+            remedy="give a weights file, e.g. the authors' checkpoint converted with "
+            "from_authors_state_dict and save_weights",
+            hint="weights",
+        ) from None
+
+
+def open_network(
+    spec: TaskSpec,
+    weights: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[PSLPT, Path]:
+    """The network a task runs with, in eval mode on ``device``, and the weights file it came from.
+
+    A weights file is loaded once per device and process, and again only if the file changed,
+    so a batch of jobs or a demo of several tasks shares one network. It is shared: fuse with
+    it, do not train or modify it.
+
+    Args:
+        spec: the task; its ``default_weights`` are used when ``weights`` is None.
+        weights: a weights file (.safetensors) to use instead.
+        device: where the network runs.
+
+    Raises:
+        WeightsError: no weights given and none shipped, or the file is unusable.
+    """
+    path = resolve_weights(spec, weights)
+    try:
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = None  # load_weights says what is wrong with the path
+    return _load_network(path.resolve(), torch.device(device), stamp), path
+
+
+@functools.lru_cache(maxsize=4)
+def _load_network(path: Path, device: torch.device, stamp: tuple[int, int] | None) -> PSLPT:
+    # `stamp` (modification time, size) is only part of the key: a rewritten file reloads.
+    return load_weights(path, map_location=device)
+
+
+def network_inputs(spec: TaskSpec, sources: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Turn each source into the single channel the network fuses, per its role's preprocessing.
+
+    Args:
+        spec: the task.
+        sources: (1, C, H, W) float tensors in [0, 1], C in {1, 3}.
+
+    Returns:
+        (1, 1, H, W) tensors in [0, 1], one per source.
+    """
+    prepared = []
+    for index, source in enumerate(sources):
+        step = spec.role_of(index).preprocessing
+        if source.shape[1] == 1:
+            prepared.append(source)
+        elif step == "luminance":
+            prepared.append(luminance(source))
+        elif step == "channel_mean":
+            prepared.append(source.mean(dim=1, keepdim=True))
+        else:  # TaskSpec validation makes this unreachable
+            raise AssertionError(f"unknown preprocessing {step!r}")
+    return prepared
+
+
+def check_input_count(spec: TaskSpec, count: int) -> None:
+    """Raise FuseError unless ``count`` sources suit the task."""
+    too_many = spec.max_inputs is not None and count > spec.max_inputs
+    if count < spec.min_inputs or too_many:
+        roles = ", ".join(role.name for role in spec.roles)
+        raise FuseError(
+            f"task {spec.name!r} takes {spec.inputs_text()} input images ({roles}), got {count}",
+            hint="sources",
+        )
+
+
+def match_sizes(
+    sources: Sequence[torch.Tensor], names: Sequence[str], *, resize: bool
+) -> list[torch.Tensor]:
+    """Check that all sources have the first one's size, or resize them to it.
+
+    Args:
+        sources: (1, C, H, W) tensors.
+        names: file names for the error message, one per source.
+        resize: resample differing sources (bilinear, antialiased) instead of refusing.
+
+    Returns:
+        (1, C, H0, W0) tensors, H0, W0 the first source's size.
+
+    Raises:
+        FuseError: sizes differ and ``resize`` is False.
+    """
+    height, width = sources[0].shape[-2:]
+    matched = [sources[0]]
+    for source, name in zip(sources[1:], names[1:], strict=True):
+        if source.shape[-2:] == (height, width):
+            matched.append(source)
+            continue
+        if not resize:
+            raise FuseError(
+                f"{name} is {source.shape[-1]}x{source.shape[-2]} but {names[0]} is "
+                f"{width}x{height}",
+                remedy="register the images to one size or fuse with resize=True",
+                hint="resize",
+            )
+        resized = F.interpolate(
+            source, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+        )
+        matched.append(resized.clamp(0.0, 1.0))
+    return matched
+
+
+def fuse_sources(
+    net: PSLPT,
+    spec: TaskSpec,
+    sources: Sequence[torch.Tensor],
+    *,
+    tile_size: int | None = None,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Fuse registered sources with a task's preprocessing, FAF set and colour policy.
+
+    Args:
+        net: the network, on its device, in eval mode (e.g. from :func:`open_network`).
+        spec: the task.
+        sources: (1, C, H, W) float tensors in [0, 1] of one size, C in {1, 3}, in role order.
+        tile_size: tile side for tiled inference; None picks one that fits in memory.
+        progress: see :data:`Progress`.
+
+    Returns:
+        (1, C_out, H, W) float in [0, 1] on the CPU; C_out is 1 when every source is grayscale.
+
+    Raises:
+        FuseError: the number of sources does not suit the task.
+    """
+    check_input_count(spec, len(sources))
+    return _fuse(net, spec, sources, tile_size, progress)
+
+
+def _fuse(
+    net: PSLPT,
+    spec: TaskSpec,
+    sources: Sequence[torch.Tensor],
+    tile_size: int | None,
+    progress: Progress | None,
+) -> torch.Tensor:
+    """:func:`fuse_sources` once the number of sources is known to suit the task."""
+    luma = network_inputs(spec, sources)
+    with torch.inference_mode():
+        fused_y = fuse_tiled(net, luma, spec.faf_set, tile_size=tile_size, progress=progress)
+    fused = restore_color(fused_y, list(sources), spec.color)
+    return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
+
+
+@dataclass(frozen=True)
+class FusedFile:
+    """What :func:`fuse_files` wrote.
+
+    Attributes:
+        output: the file written.
+        sources: the source files, in role order.
+        weights: the weights file the network came from.
+        width, height: size of the output (the first source's size).
+        channels: 1 (grey) or 3 (colour).
+        bit_depth: bits per channel stored (JPEG and BMP hold 8 whatever the sources).
+        seconds: wall time of loading the network (when not loaded yet), reading, fusing and
+            writing.
+    """
+
+    output: Path
+    sources: tuple[Path, ...]
+    weights: Path
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    seconds: float
+
+
+def check_output(sources: Sequence[Path], output: Path, *, overwrite: bool) -> None:
+    """Fail before any work if ``output`` is one of the sources or cannot be written.
+
+    Raises:
+        FuseError: the output names a source, or ImageWriteError from ``check_writable``.
+    """
+    for source in sources:
+        if same_file(source, output):
+            raise FuseError(
+                f"the output {output} is also the input {source}; choose another output name"
+            )
+    check_writable(output, overwrite=overwrite)
+
+
+def fuse_files(
+    spec: TaskSpec,
+    sources: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    weights: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    overwrite: bool = False,
+    resize: bool = False,
+    tile_size: int | None = None,
+    progress: Progress | None = None,
+) -> FusedFile:
+    """Read source files, fuse them with a task and write the result atomically.
+
+    The number of sources and the output are checked before the network is opened (see
+    :func:`open_network`). The output has the first source's size, the deepest source's bit
+    depth (as far as its format holds it) and the colour the task's policy gives; alpha is not
+    carried over, the output is opaque. Nothing is written unless fusion succeeded.
+
+    Args:
+        spec: the task.
+        sources: image files in role order.
+        output: destination file; its extension picks the format.
+        weights: weights file; default: the task's shipped weights.
+        device: where the network runs.
+        overwrite: replace an existing output.
+        resize: resample sources to the first one's size instead of refusing.
+        tile_size: tile side for tiled inference; None picks one that fits in memory.
+        progress: see :data:`Progress`.
+
+    Raises:
+        FuseError: wrong number of sources, unreadable source or weights, output equal to a
+            source or not writable, sizes differ without ``resize``.
+    """
+    start = time.perf_counter()
+    paths = tuple(Path(p) for p in sources)
+    output = Path(output)
+    check_input_count(spec, len(paths))
+    check_output(paths, output, overwrite=overwrite)
+    net, weights_path = open_network(spec, weights, device)
+    images = [read_image(path) for path in paths]
+    pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=resize)
+    fused = _fuse(net, spec, pixels, tile_size, progress)
+    written = write_image(output, fused, bit_depth=output_bit_depth(images), overwrite=overwrite)
+    return FusedFile(
+        output=written.path,
+        sources=paths,
+        weights=weights_path,
+        width=written.width,
+        height=written.height,
+        channels=written.channels,
+        bit_depth=written.bit_depth,
+        seconds=time.perf_counter() - start,
+    )

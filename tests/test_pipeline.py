@@ -1,0 +1,122 @@
+"""Running a task: weights and the cached network, input checks, sizes, colour, files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fusecli import pipeline
+from fusecli.engine import PSLPT, save_weights
+from fusecli.errors import FuseError, ImageWriteError, WeightsError
+from fusecli.io import read_image, write_image
+from fusecli.plugins import load_catalog
+
+CATALOG = load_catalog(autoload=False)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_weights(PSLPT(), tmp_path_factory.mktemp("w") / "w.safetensors", {})
+
+
+def test_sources_of_different_sizes_are_refused_or_resized() -> None:
+    a, b = torch.rand(1, 3, 8, 10), torch.rand(1, 1, 6, 5)
+    with pytest.raises(FuseError, match=r"b.png is 5x6 but a.png is 10x8.*resize=True") as info:
+        pipeline.match_sizes([a, b], ["a.png", "b.png"], resize=False)
+    assert info.value.hint == "resize" and "--" not in str(info.value)
+    matched = pipeline.match_sizes([a, b], ["a.png", "b.png"], resize=True)
+    assert matched[1].shape == (1, 1, 8, 10)
+    assert float(matched[1].min()) >= 0.0 and float(matched[1].max()) <= 1.0
+
+
+def test_fuse_sources_keeps_size_and_takes_colour_per_policy() -> None:
+    net = PSLPT().eval()
+    infrared, visible = torch.rand(1, 1, 20, 24), torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        fused = pipeline.fuse_sources(net, CATALOG.get("ivf").spec, [infrared, visible])
+        grey = pipeline.fuse_sources(net, CATALOG.get("mff").spec, [infrared, infrared])
+    assert fused.shape == (1, 3, 20, 24) and grey.shape == (1, 1, 20, 24)
+    assert float(fused.min()) >= 0.0 and float(fused.max()) <= 1.0
+    with pytest.raises(FuseError, match="takes 2 input images") as info:
+        pipeline.fuse_sources(net, CATALOG.get("ivf").spec, [infrared, visible, visible])
+    assert info.value.hint == "sources"
+
+
+def test_resolve_weights_without_shipped_weights_says_what_to_do(tmp_path: Path) -> None:
+    spec = CATALOG.get("ivf").spec
+    assert pipeline.resolve_weights(spec, tmp_path / "w.safetensors") == tmp_path / "w.safetensors"
+    try:
+        path = pipeline.resolve_weights(spec)
+    except WeightsError as exc:
+        assert exc.hint == "weights" and "weights file" in str(exc)
+    else:
+        assert path.is_file()
+
+
+def test_a_network_opens_once_per_file_and_device_and_again_when_the_file_changes(
+    tmp_path: Path,
+) -> None:
+    spec = CATALOG.get("ivf").spec
+    path = save_weights(PSLPT(), tmp_path / "w.safetensors", {"note": "first"})
+    first, opened = pipeline.open_network(spec, path, "cpu")
+    assert opened == path and not first.training
+    again, _ = pipeline.open_network(spec, str(path), torch.device("cpu"))
+    assert again is first
+    save_weights(PSLPT(), path, {"note": "second, a little longer"})
+    changed, _ = pipeline.open_network(spec, path, "cpu")
+    assert changed is not first and changed.weights_metadata["note"].startswith("second")
+    with pytest.raises(WeightsError, match="does not exist"):
+        pipeline.open_network(spec, tmp_path / "missing.safetensors")
+
+
+def test_fuse_files_checks_count_and_output_before_opening_the_network(tmp_path: Path) -> None:
+    spec = CATALOG.get("ivf").spec
+    a = write_image(tmp_path / "a.png", torch.rand(1, 1, 16, 16)).path
+    missing = tmp_path / "missing.safetensors"
+    with pytest.raises(FuseError, match="takes 2 input images"):
+        pipeline.fuse_files(spec, [a, a, a], tmp_path / "o.png", weights=missing)
+    (tmp_path / "o.png").write_bytes(b"old")
+    with pytest.raises(ImageWriteError, match="already exists") as info:
+        pipeline.fuse_files(spec, [a, a], tmp_path / "o.png", weights=missing)
+    assert info.value.hint == "overwrite" and "--" not in str(info.value)
+
+
+def test_fuse_files_reports_what_it_stored(tmp_path: Path, weights: Path) -> None:
+    spec = CATALOG.get("ivf").spec
+    ir = write_image(tmp_path / "ir.png", torch.rand(1, 1, 16, 24), bit_depth=16).path
+    vi = write_image(tmp_path / "vi.png", torch.rand(1, 3, 16, 24)).path
+    result = pipeline.fuse_files(spec, [ir, vi], tmp_path / "out.jpg", weights=weights)
+    assert (result.width, result.height, result.channels) == (24, 16, 3)
+    assert result.bit_depth == 8  # JPEG holds 8 bits, however deep the infrared image
+    assert result.weights == weights and result.sources == (ir, vi)
+    assert read_image(result.output).pixels.shape == (1, 3, 16, 24)
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG.tasks))
+def test_every_registered_task_fuses_a_small_random_input(name: str) -> None:
+    # Contract over every task: the real network, one colour and grey sources, odd size.
+    spec = CATALOG.get(name).spec
+    torch.manual_seed(0)
+    net = PSLPT().eval()
+    sources = [torch.rand(1, 3 if i == 0 else 1, 19, 23) for i in range(spec.min_inputs)]
+    with torch.no_grad():
+        fused = pipeline.fuse_sources(net, spec, sources)
+    assert fused.shape[0] == 1 and fused.shape[-2:] == (19, 23) and fused.shape[1] in (1, 3)
+    assert not torch.isnan(fused).any()
+    assert float(fused.min()) >= 0.0 and float(fused.max()) <= 1.0
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG.tasks))
+def test_every_demo_makes_inputs_the_task_takes(name: str) -> None:
+    spec = CATALOG.get(name).spec
+    if spec.demo_inputs is None:
+        pytest.skip(f"{name} has no demo")
+    scene = torch.rand(1, 3, 24, 32)
+    sources = list(spec.demo_inputs(scene))
+    pipeline.check_input_count(spec, len(sources))
+    for source in sources:
+        assert source.shape[0] == 1 and source.shape[1] in (1, 3)
+        assert source.shape[-2:] == (24, 32)
+        assert float(source.min()) >= 0.0 and float(source.max()) <= 1.0
