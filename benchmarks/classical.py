@@ -107,3 +107,165 @@ def laplacian_fusion(a: torch.Tensor, b: torch.Tensor, *, levels: int = 4) -> to
     ]
     fused.append((bands_a[-1] + bands_b[-1]) / 2.0)
     return reconstruct_pyramid(fused).clamp(0.0, 1.0)
+
+
+# Guided-filter fusion (Li, Kang, Hu, "Image fusion with guided filtering", IEEE TIP 22(7), 2013),
+# written here from the paper's description. Parameters are the paper's: a 31x31 mean filter for the
+# two-scale decomposition, a 3x3 Laplacian then an 11x11 Gaussian (sigma 5) for saliency, and the
+# guided filter with r1 = 45, eps1 = 0.3 on the base layer, r2 = 7, eps2 = 1e-6 on the detail layer,
+# on images in [0, 1]. The paper leaves borders open: every filter here uses replicated borders,
+# except the guided filter's box means, which average over the part of the window inside the image
+# (He, Sun, Tang's formulation).
+GFF_BASE_SIZE = 31
+GFF_SALIENCY_RADIUS = 5
+GFF_SALIENCY_SIGMA = 5.0
+GFF_R1, GFF_EPS1 = 45, 0.3
+GFF_R2, GFF_EPS2 = 7, 1e-6
+_LAPLACIAN_3x3 = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def _filter_replicate(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """2-D correlation of every channel with ``kernel`` (odd sides), replicated borders."""
+    channels = image.shape[1]
+    kh, kw = kernel.shape
+    padded = F.pad(image, (kw // 2, kw // 2, kh // 2, kh // 2), mode="replicate")
+    weight = kernel.to(image).view(1, 1, kh, kw).repeat(channels, 1, 1, 1)
+    return F.conv2d(padded, weight, groups=channels)
+
+
+def _separable_replicate(image: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Correlation with ``taps`` (odd length) along rows then columns; replicated borders."""
+    column = taps.view(-1, 1)
+    return _filter_replicate(_filter_replicate(image, column.T), column)
+
+
+def box_mean(image: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the (2r+1)^2 window clipped to the image, from cumulative sums; O(1) per pixel.
+
+    Args:
+        image: (B, C, H, W) float tensor (use float64 for large radii: the sums get large).
+        radius: window radius r >= 0.
+
+    Returns:
+        (B, C, H, W) local means; near the borders only the pixels inside the image count.
+    """
+
+    def along(x: torch.Tensor, dim: int) -> torch.Tensor:
+        n = x.shape[dim]
+        cumulative = x.cumsum(dim)
+        # Sums of x[i - r .. i + r] are c[i + 2r + 1] - c[i] on the cumulative sums padded with
+        # r + 1 zeros before and r copies of the total after.
+        head = torch.zeros_like(cumulative.narrow(dim, 0, 1)).expand(
+            *[radius + 1 if d == dim else s for d, s in enumerate(cumulative.shape)]
+        )
+        tail = cumulative.narrow(dim, n - 1, 1).expand(
+            *[radius if d == dim else s for d, s in enumerate(cumulative.shape)]
+        )
+        padded = torch.cat([head, cumulative, tail], dim)
+        total = padded.narrow(dim, 2 * radius + 1, n) - padded.narrow(dim, 0, n)
+        index = torch.arange(n, device=x.device)
+        count = (index + radius + 1).clamp(max=n) - (index - radius).clamp(min=0)
+        shape = [1, 1, 1, 1]
+        shape[dim] = n
+        return total / count.to(x.dtype).view(shape)
+
+    return along(along(image, 2), 3)
+
+
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """Grey-guidance guided filter (He, Sun, Tang, ECCV 2010): q = mean(a) I + mean(b).
+
+    Args:
+        guide: (B, 1, H, W) guidance image I.
+        src: (B, C, H, W) image p to filter.
+        radius: window radius r.
+        eps: regularisation; larger values smooth more.
+
+    Returns:
+        (B, C, H, W) filtered ``src``, computed in float64 and returned in ``src``'s dtype.
+    """
+    guide64, src64 = guide.double(), src.double()
+    mean_i = box_mean(guide64, radius)
+    mean_p = box_mean(src64, radius)
+    cov_ip = box_mean(guide64 * src64, radius) - mean_i * mean_p
+    var_i = box_mean(guide64 * guide64, radius) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return (box_mean(a, radius) * guide64 + box_mean(b, radius)).to(src.dtype)
+
+
+def _gaussian_taps(radius: int, sigma: float) -> torch.Tensor:
+    """1-D Gaussian of 2r+1 taps summing to one (its outer product is MATLAB's fspecial one)."""
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    taps = torch.exp(-(offsets**2) / (2.0 * sigma**2))
+    return taps / taps.sum()
+
+
+def guided_filter_weights(sources: list[torch.Tensor]) -> tuple[list, list]:
+    """The base- and detail-layer weight maps of guided-filter fusion.
+
+    Saliency S_n = Gaussian(|Laplacian(I_n)|); P_n = 1 where S_n is the largest of all sources
+    (every tied source gets 1), then W^B_n = G_{r1,eps1}(P_n, I_n) and
+    W^D_n = G_{r2,eps2}(P_n, I_n).
+    The paper normalises each set of maps to sum to one; a guided filter can also return small
+    negative values, which the paper does not discuss: they are clipped to 0 first, and a pixel
+    whose maps are all 0 gets equal weights.
+
+    Args:
+        sources: N >= 2 single-channel (B, 1, H, W) images in [0, 1], one size.
+
+    Returns:
+        (base weights, detail weights): two lists of N (B, 1, H, W) float64 maps, each list
+        summing to one at every pixel.
+    """
+    images = [s.double() for s in sources]
+    gauss = _gaussian_taps(GFF_SALIENCY_RADIUS, GFF_SALIENCY_SIGMA)
+    saliency = torch.stack(
+        [_separable_replicate(_filter_replicate(i, _LAPLACIAN_3x3).abs(), gauss) for i in images]
+    )
+    masks = (saliency == saliency.max(dim=0).values).double()
+
+    def normalised(radius: int, eps: float) -> list[torch.Tensor]:
+        raw = torch.stack([guided_filter(i, m, radius, eps) for i, m in zip(images, masks)]).clamp(
+            min=0.0
+        )
+        total = raw.sum(dim=0, keepdim=True)
+        equal = torch.full_like(raw, 1.0 / len(images))
+        return list(torch.where(total > 1e-12, raw / total.clamp(min=1e-12), equal))
+
+    return normalised(GFF_R1, GFF_EPS1), normalised(GFF_R2, GFF_EPS2)
+
+
+def guided_filter_fusion_many(sources: list[torch.Tensor]) -> torch.Tensor:
+    """Guided-filter fusion of N >= 2 registered single-channel sources.
+
+    Two-scale decomposition B_n = mean_31x31(I_n), D_n = I_n - B_n; fused
+    F = sum W^B_n B_n + sum W^D_n D_n (see :func:`guided_filter_weights`).
+
+    Args:
+        sources: (B, 1, H, W) float images in [0, 1], one size.
+
+    Returns:
+        (B, 1, H, W) fused image clamped to [0, 1], in the first source's dtype.
+    """
+    if len(sources) < 2:
+        raise ValueError(f"guided-filter fusion takes at least two sources, got {len(sources)}")
+    shape = sources[0].shape
+    if any(s.shape != shape for s in sources) or shape[1] != 1:
+        raise ValueError(
+            "sources must be single-channel and of one shape, got "
+            + ", ".join(str(tuple(s.shape)) for s in sources)
+        )
+    images = [s.double() for s in sources]
+    mean_taps = torch.full((GFF_BASE_SIZE,), 1.0 / GFF_BASE_SIZE, dtype=torch.float64)
+    bases = [_separable_replicate(i, mean_taps) for i in images]
+    base_w, detail_w = guided_filter_weights(sources)
+    fused = sum(w * b for w, b in zip(base_w, bases)) + sum(
+        w * (i - b) for w, i, b in zip(detail_w, images, bases)
+    )
+    return fused.clamp(0.0, 1.0).to(sources[0].dtype)
+
+
+def guided_filter_fusion(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Guided-filter fusion of two single-channel (B, 1, H, W) sources in [0, 1]."""
+    return guided_filter_fusion_many([a, b])

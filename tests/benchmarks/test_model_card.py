@@ -1,4 +1,4 @@
-"""Tests of the model-card benchmark: held-out sets, the stage-1 network and the bar."""
+"""Tests of the model-card benchmark: held-out sets, the stage-1 network, the bar, the table."""
 
 import sys
 from pathlib import Path
@@ -11,9 +11,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from model_card import (
     CARD_END,
     CARD_START,
+    Comparison,
+    EvalSet,
+    Stat,
+    compare,
+    competitors,
     evaluation_sets,
+    markdown_table,
     network_digest,
+    ours_folders,
     stage1_network,
+    summarise,
+    table_blocks,
     update_card,
     verdict,
 )
@@ -105,3 +114,98 @@ def test_refinement_recipes_keep_out_the_pairs_the_first_training_kept_out() -> 
         # Folders the first training did not use are training-only sets (harvard/): nothing
         # of them is evaluated, so they hold nothing out.
         assert all(not held_out[k] for k in set(held_out) - set(first)), name
+
+
+def test_ours_is_the_mean_over_seeds_with_its_spread() -> None:
+    values = {
+        "laplacian": {"Qabf": 0.60},
+        "ours": {"Qabf": 0.70},
+        "ours-2": {"Qabf": 0.66},
+    }
+    stats = summarise(values, ["ours", "ours-2"])
+    assert set(stats) == {"laplacian", "ours"}
+    assert stats["ours"].mean["Qabf"] == pytest.approx(0.68)
+    assert stats["ours"].spread == {"Qabf": pytest.approx(0.04)}
+    assert stats["laplacian"].spread is None
+    # One weights file: no spread, not a spread of zero.
+    assert summarise({"ours": {"Qabf": 0.7}}, ["ours"])["ours"].spread is None
+
+
+def test_a_lead_within_the_seed_spread_is_not_a_lead() -> None:
+    assert Comparison("Qabf", 0.70, 0.01, "guided", 0.68).state == "wins"
+    assert Comparison("Qabf", 0.70, 0.03, "guided", 0.68).state == "within spread"
+    assert Comparison("Qabf", 0.66, 0.03, "guided", 0.68).state == "within spread"
+    assert Comparison("Qabf", 0.60, 0.03, "guided", 0.68).state == "loses"
+    assert Comparison("Qabf", 0.70, None, "guided", 0.68).state == "ahead"
+    assert Comparison("Qabf", 0.60, None, "guided", 0.68).state == "behind"
+    loss = Comparison("Qcb", 0.55, 0.01, "laplacian", 0.65)
+    assert loss.margin == pytest.approx(-0.10)
+    assert "loses** by 0.1000" in loss.text()
+    assert "not a lead" in Comparison("Qabf", 0.70, 0.03, "guided", 0.68).text()
+
+
+def test_compare_takes_the_best_tool_per_primary_metric_and_ignores_stage1() -> None:
+    stats = {
+        "average": Stat({"MEF_SSIM": 0.93, "Qabf": 0.58}),
+        "mertens": Stat({"MEF_SSIM": 0.98, "Qabf": 0.70}),
+        "laplacian": Stat({"MEF_SSIM": 0.97, "Qabf": 0.72}),
+        "stage1": Stat({"MEF_SSIM": 0.99, "Qabf": 0.99}),
+        "ours": Stat({"MEF_SSIM": 0.96, "Qabf": 0.74}, {"MEF_SSIM": 0.002, "Qabf": 0.01}),
+    }
+    found = compare(stats, "mef", ["average", "mertens", "laplacian"])
+    assert [(c.metric, c.tool, c.state) for c in found] == [
+        ("MEF_SSIM", "mertens", "loses"),
+        ("Qabf", "laplacian", "wins"),
+    ]
+
+
+def test_each_tool_competes_only_on_its_tasks() -> None:
+    tools = ["enfuse", "mertens", "openfocus"]
+    assert competitors("ivf", tools) == ["average", "laplacian", "guided"]
+    assert competitors("mmf", tools) == ["average", "laplacian", "guided"]
+    assert competitors("mff", tools) == ["average", "laplacian", "guided", "enfuse", "openfocus"]
+    assert competitors("mef", tools) == ["average", "laplacian", "guided", "enfuse", "mertens"]
+    assert competitors("mef", []) == ["average", "laplacian", "guided"]
+    assert ours_folders(1) == ["ours"]
+    assert ours_folders(3) == ["ours", "ours-2", "ours-3"]
+
+
+def _result(per_image: dict[str, float]) -> dict:
+    images = {
+        stem: dict.fromkeys(("Qabf", "Qcb", "FMI", "SSIM", "MI", "NMI"), v)
+        for stem, v in per_image.items()
+    }
+    mean = {
+        m: sum(v[m] for v in images.values()) / len(images) for m in next(iter(images.values()))
+    }
+    return {"mean": mean, "images": images, "n": len(images)}
+
+
+def test_pooled_blocks_weigh_every_pair_and_carry_the_seed_spread() -> None:
+    sets = [
+        EvalSet("A", "mmf", Path("a"), ("x", "y"), ("1.png",)),
+        EvalSet("B", "mmf", Path("b"), ("x", "y"), ("1.png", "2.png", "3.png")),
+    ]
+    folders = {"average": 0.4, "laplacian": 0.6, "guided": 0.5, "stage1": 0.3}
+    results = {
+        "A": {
+            **{f: _result({"1": v}) for f, v in folders.items()},
+            "ours": _result({"1": 0.9}),
+            "ours-2": _result({"1": 0.7}),
+        },
+        "B": {
+            **{f: _result({"1": v, "2": v, "3": v}) for f, v in folders.items()},
+            "ours": _result({"1": 0.5, "2": 0.5, "3": 0.5}),
+            "ours-2": _result({"1": 0.7, "2": 0.7, "3": 0.7}),
+        },
+    }
+    blocks, pooled = table_blocks(results, sets, [], ["ours", "ours-2"])
+    assert [label for label, _, _ in blocks] == ["MMF A (1)", "MMF B (3)", "**MMF all (4)**"]
+    ours = pooled["mmf"]["ours"]
+    # Pooled over the 4 pairs (not the mean of two set means): seed 1 0.6, seed 2 0.7.
+    assert ours.mean["Qabf"] == pytest.approx(0.65)
+    assert ours.spread["Qabf"] == pytest.approx(0.1)
+    assert list(pooled["mmf"]) == ["average", "laplacian", "guided", "stage1", "ours"]
+    table = markdown_table(blocks)
+    assert "| ours | **0.6500** [0.1000] |" in table
+    assert "MEF_SSIM" in table.splitlines()[0]
