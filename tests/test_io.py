@@ -196,8 +196,10 @@ def test_writes_refuse_bad_destinations(tmp_path, where) -> None:
     else:
         path = write_image(tmp_path / "x.png", pixels).path
         before = path.read_bytes()
-        with pytest.raises(ImageWriteError, match="--overwrite"):
+        # io names the setting; the CLI turns the hint into its flag (tests/cli).
+        with pytest.raises(ImageWriteError, match="already exists") as refused:
             write_image(path, torch.rand(1, 1, 4, 4))
+        assert refused.value.hint == "overwrite"
         assert path.read_bytes() == before
 
 
