@@ -225,6 +225,48 @@ def gather_planes(grid: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return flat.view(b, index.shape[0], index.shape[1], c)
 
 
+def _attend_for_training(
+    qkv: torch.Tensor,
+    sums: torch.Tensor,
+    scales: torch.Tensor,
+    bias: torch.Tensor,
+    mask: torch.Tensor | None,
+    heads: int,
+) -> torch.Tensor:
+    """Scaled-cosine attention on window planes, out of place for autograd.
+
+    The arithmetic of the in-place no_grad path of :meth:`WindowAttention.forward_planes`.
+    q, k and v come from one ``unbind``: its backward stacks the three gradients into one
+    tensor, where slicing ``qkv`` three times would zero-fill and add a full-size gradient per
+    slice (about a tenth of a block's training time).
+
+    Args:
+        qkv: (B, P, n, 3C) projected tokens.
+        sums: (C, heads) 0/1 head-sum matrix.
+        scales: (heads,) logit scales.
+        bias: (P, P, 1, heads) position bias.
+        mask: (P, P, n, 1) additive shift mask, or None.
+        heads: number of heads.
+
+    Returns:
+        (B, P, n, C), before the output projection.
+    """
+    c = qkv.shape[-1] // 3
+    q, k, v = qkv.unflatten(-1, (3, c)).unbind(-2)
+    dots = (q.unsqueeze(2) * k.unsqueeze(1)) @ sums
+    inv_q = ((q * q) @ sums).clamp_min(_NORM_EPS_SQUARED).rsqrt() * scales
+    inv_k = ((k * k) @ sums).clamp_min(_NORM_EPS_SQUARED).rsqrt()
+    logits = dots * inv_q.unsqueeze(2) * inv_k.unsqueeze(1) + bias
+    if mask is not None:
+        logits = logits + mask
+    weights = logits.softmax(dim=2).unsqueeze(-1)
+    v = v.unflatten(-1, (heads, -1))
+    out = weights[:, :, 0] * v[:, 0:1]
+    for key in range(1, qkv.shape[1]):
+        out = out.addcmul_(weights[:, :, key], v[:, key : key + 1])
+    return out.flatten(-2)
+
+
 class WindowAttention(nn.Module):
     """SwinV2 scaled-cosine window attention with a continuous (log-spaced) position bias.
 
@@ -274,6 +316,7 @@ class WindowAttention(nn.Module):
         qkv_bias: torch.Tensor,
         scales: torch.Tensor,
         bias: torch.Tensor,
+        sums: torch.Tensor,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """Attend within each window, tokens as window planes.
@@ -283,6 +326,7 @@ class WindowAttention(nn.Module):
             qkv_bias: (3C,) from :meth:`qkv_bias`.
             scales: (heads,) from :meth:`logit_scales`.
             bias: (P, P, 1, heads), :meth:`position_bias` as [query, key, 1, head].
+            sums: (C, heads) 0/1 matrix, ``x @ sums`` adds up each head's channels.
             mask: (P, P, n, 1) additive mask of these windows, or None.
 
         Returns:
@@ -290,10 +334,10 @@ class WindowAttention(nn.Module):
         """
         c = planes.shape[-1]
         heads = self.num_heads
-        positions = planes.shape[1]
-        # (C, heads) 0/1 matrix: x @ sums adds up each head's channels.
-        sums = _head_sum_matrix(c, heads, planes.device, planes.dtype)
         qkv = F.linear(planes, self.qkv.weight, qkv_bias)
+        if torch.is_grad_enabled():
+            return self.proj(_attend_for_training(qkv, sums, scales, bias, mask, heads))
+        positions = planes.shape[1]
         q, k, v = qkv[..., :c], qkv[..., c : 2 * c], qkv[..., 2 * c :]
         # Per-head dot products of every (query, key) pair: (B, P, P, n, heads). The head sums
         # are matrix products, which beat a reduction over 8 contiguous channels by far.
@@ -304,19 +348,13 @@ class WindowAttention(nn.Module):
         inv_norms = squares.clamp_min(_NORM_EPS_SQUARED).rsqrt()
         inv_q = (inv_norms[..., :heads] * scales).unsqueeze(2)
         inv_k = inv_norms[..., heads:].unsqueeze(1)
-        if torch.is_grad_enabled():
-            logits = dots * inv_q * inv_k + bias
-            if mask is not None:
-                logits = logits + mask
-            weights = logits.softmax(dim=2)
-        else:
-            # Same arithmetic in place; the softmax over the keys (dim 2, an outer dimension)
-            # vectorises over windows and heads, unlike a softmax over a last dimension of 4.
-            logits = dots.mul_(inv_q).mul_(inv_k).add_(bias)
-            if mask is not None:
-                logits = logits.add_(mask)
-            weights = logits.sub_(logits.amax(2, keepdim=True)).exp_()
-            weights = weights.div_(weights.sum(2, keepdim=True))
+        # In place; the softmax over the keys (dim 2, an outer dimension) vectorises over
+        # windows and heads, unlike a softmax over a last dimension of 4.
+        logits = dots.mul_(inv_q).mul_(inv_k).add_(bias)
+        if mask is not None:
+            logits = logits.add_(mask)
+        weights = logits.sub_(logits.amax(2, keepdim=True)).exp_()
+        weights = weights.div_(weights.sum(2, keepdim=True))
         # Weighted sum of the values over the keys, each head's weight broadcast over its
         # channels: (B, P, n, heads, head_dim).
         weights = weights.unsqueeze(-1)
@@ -360,6 +398,8 @@ class SwinV2Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.norm2 = nn.LayerNorm(dim)
+        # Set by PSLPT.compile_for_training(): the training path runs through torch.compile.
+        self.compiled_training = False
 
     def forward(
         self,
@@ -386,12 +426,13 @@ class SwinV2Block(nn.Module):
         qkv_bias = attn.qkv_bias()
         scales = attn.logit_scales()
         bias = attn.position_bias().permute(1, 2, 0).unsqueeze(2)
+        sums = _head_sum_matrix(c, attn.num_heads, x.device, x.dtype)
 
         def run(windows: torch.Tensor, window_mask: torch.Tensor | None) -> torch.Tensor:
             planes = gather_planes(x, windows)
             if norm_before is not None:
                 planes = norm_before(planes)
-            planes = self.forward_planes(planes, qkv_bias, scales, bias, window_mask)
+            planes = self.forward_planes(planes, qkv_bias, scales, bias, sums, window_mask)
             if norm_after is not None:
                 planes = norm_after(planes)
             return planes.reshape(b, -1, c)
@@ -427,16 +468,45 @@ class SwinV2Block(nn.Module):
         qkv_bias: torch.Tensor,
         scales: torch.Tensor,
         bias: torch.Tensor,
+        sums: torch.Tensor,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """The block on window planes (B, P, n, C); see :meth:`WindowAttention.forward_planes`."""
-        attended = self.norm1(self.attn.forward_planes(planes, qkv_bias, scales, bias, mask))
         if torch.is_grad_enabled():
-            x = planes + attended
-            return x + self.norm2(self.mlp(x))
+            train_planes = _compiled_block_planes() if self.compiled_training else _block_planes
+            return train_planes(self, planes, qkv_bias, scales, bias, sums, mask)
+        attended = self.norm1(self.attn.forward_planes(planes, qkv_bias, scales, bias, sums, mask))
         # In place without autograd (same sums: addition commutes exactly).
         x = attended.add_(planes)
         return self.norm2(self.mlp(x)).add_(x)
+
+
+def _block_planes(
+    block: SwinV2Block,
+    planes: torch.Tensor,
+    qkv_bias: torch.Tensor,
+    scales: torch.Tensor,
+    bias: torch.Tensor,
+    sums: torch.Tensor,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """:meth:`SwinV2Block.forward_planes` out of place, for autograd."""
+    attended = block.attn.forward_planes(planes, qkv_bias, scales, bias, sums, mask)
+    x = planes + block.norm1(attended)
+    return x + block.norm2(block.mlp(x))
+
+
+@lru_cache(maxsize=1)
+def _compiled_block_planes() -> Callable[..., torch.Tensor]:
+    """:func:`_block_planes` through torch.compile, built on first use.
+
+    Training spends most of its time in elementwise work between window planes (the 4x4
+    attention, its softmax, LayerNorm, GELU) and in their backward; inductor fuses it into a few
+    loops, about 1.5x faster per block on CPU. Only the blocks are compiled: a shift mask or
+    not gives two graphs, and shapes are dynamic, so new crop sizes do not recompile. Compiling
+    takes one to two minutes per graph on these CPUs (cached by inductor afterwards).
+    """
+    return torch.compile(_block_planes, dynamic=True)
 
 
 class SwinBlocks(nn.Module):
