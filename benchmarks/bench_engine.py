@@ -1,8 +1,13 @@
-"""PSLPT engine speed: seconds per fused pair, effective GFLOP/s, ratio to a baseline revision.
+"""PSLPT engine speed: seconds per fused pair, GFLOP/s, share of the CPU's matmul peak, baseline.
 
 Prints figures, asserts nothing. Run from the repository root, for example::
 
-    .venv/bin/python benchmarks/bench_engine.py --baseline-rev 6ad3adf
+    .venv/bin/python benchmarks/bench_engine.py --sizes 256 512 1024 --baseline-rev 6ad3adf
+
+First it names the CPU and its vector features (``lscpu``: avx2, avx512f, avx512_bf16, amx) and
+measures the fp32 matrix-product peak for the thread count (2048x2048 products, best of a few;
+bf16 as well where the CPU has it natively), so that the engine's GFLOP/s read as a share of
+what this machine can do. Issue 20's target: 65% of the fp32 peak at 512 and 1024.
 
 ``--baseline-rev`` checks the given git revision out into a temporary ``git worktree``, imports
 that revision's engine under another module name and times it on the same inputs in the same run,
@@ -86,6 +91,38 @@ def seconds(runs: list[partial[torch.Tensor]], repeats: int) -> list[float]:
     return [statistics.median(spent) for spent in times]
 
 
+VECTOR_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+PEAK_SIZE = 2048
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """The CPU's model name and which of :data:`VECTOR_FEATURES` it has (from ``lscpu``)."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown CPU (lscpu failed)", []
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    name = fields.get("Model name", "unknown CPU").strip()
+    flags = set(fields.get("Flags", "").split())
+    return name, [f for f in VECTOR_FEATURES if f in flags]
+
+
+def matmul_peak(dtype: torch.dtype, repeats: int = 5) -> float:
+    """Best GFLOP/s of a square matrix product of side :data:`PEAK_SIZE` in ``dtype``."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(PEAK_SIZE, PEAK_SIZE, generator=g).to(dtype)
+    y = torch.randn(PEAK_SIZE, PEAK_SIZE, generator=g).to(dtype)
+    x @ y
+    best = min(_timed(lambda: x @ y) for _ in range(repeats))
+    return 2 * PEAK_SIZE**3 / best / 1e9
+
+
+def _timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
 def count_flops(net: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, faf_set: int) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
@@ -114,7 +151,15 @@ def main() -> None:
             engine = baseline_engine(args.baseline_rev, workdir)
             baseline = engine.PSLPT().eval()
             baseline.load_state_dict(net.state_dict())
-        print(f"threads={args.threads} repeats={args.repeats} faf_set={args.faf_set}")
+        cpu, features = cpu_description()
+        peak = matmul_peak(torch.float32)
+        print(f"CPU: {cpu}; vector features: {', '.join(features) or 'none listed'}")
+        print(f"torch {torch.__version__}, threads={args.threads} repeats={args.repeats}", end="")
+        print(f" faf_set={args.faf_set}")
+        print(f"fp32 matmul peak ({PEAK_SIZE}x{PEAK_SIZE}): {peak:.1f} GFLOP/s")
+        if "avx512_bf16" in features or "amx_bf16" in features:
+            bf16 = matmul_peak(torch.bfloat16)
+            print(f"bf16 matmul peak ({PEAK_SIZE}x{PEAK_SIZE}): {bf16:.1f} GFLOP/s")
         for size in args.sizes:
             a, b = torch.rand(2, 1, 1, size, size, generator=torch.Generator().manual_seed(size))
             # The network's FLOPs as the straightforward baseline computes them (ours adds a
@@ -127,7 +172,7 @@ def main() -> None:
             ours = timings[0]
             line = (
                 f"{size}x{size}: {ours:.3f} s/pair, {flops / 1e9:.1f} GFLOP, "
-                f"{flops / ours / 1e9:.1f} GFLOP/s"
+                f"{flops / ours / 1e9:.1f} GFLOP/s = {flops / ours / 1e9 / peak:.0%} of fp32 peak"
             )
             if baseline is not None:
                 base = timings[1]
