@@ -12,12 +12,55 @@ from fusecli import __version__
 from fusecli.cli.common import GlobalOptions, error_message, resolve_device
 from fusecli.errors import FuseError
 
+try:  # typer 0.2x vendors click; earlier releases depend on it
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+# Exit statuses, as README.md documents them.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
 # Each module exposes `register(app: typer.Typer) -> None`; order is the order in `--help`.
 COMMAND_MODULES: tuple[str, ...] = ("fuse", "batch", "tasks", "weights", "demo", "eval", "train")
 
 
 class _FuseGroup(TyperGroup):
-    """Turns a FuseError into one `error: ...` line and exit status 1 (traceback with --debug)."""
+    """Every failure is one `error: ...` line on stderr with its exit status.
+
+    A FuseError exits with 1 (its traceback with --debug), a usage error (unknown option,
+    missing or unreadable argument) with 2, Ctrl-C with 130. Click would draw usage errors as
+    a box of four to six lines and print nothing useful for Ctrl-C.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            status = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:
+            # The help itself (typer's rich help prints it while the error is built).
+            if exc.format_message():
+                typer.echo(exc.format_message(), err=True)
+            sys.exit(EXIT_USAGE)
+        except UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "fuse"
+            typer.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(EXIT_USAGE)
+        except ClickException as exc:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            status = EXIT_INTERRUPTED
+        # Without standalone mode click returns the status of typer.Exit instead of exiting
+        # (Ctrl-C included, as 130).
+        status = status if isinstance(status, int) else 0
+        if status == EXIT_INTERRUPTED:
+            typer.echo(
+                "error: interrupted; finished outputs are kept, none is half-written", err=True
+            )
+        sys.exit(status)
 
     def invoke(self, ctx):
         try:
@@ -27,7 +70,7 @@ class _FuseGroup(TyperGroup):
             if options.debug:
                 raise
             typer.echo(f"error: {error_message(exc, ctx.invoked_subcommand or '')}", err=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_FAILED) from None
 
 
 def _version_callback(value: bool) -> None:
@@ -71,5 +114,9 @@ def build_app() -> typer.Typer:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    app = build_app()
+    try:
+        app = build_app()
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     app(args=argv if argv is not None else sys.argv[1:], prog_name="fuse")

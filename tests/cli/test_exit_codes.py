@@ -1,0 +1,74 @@
+"""Every failure is one `error: ...` line with a documented exit status (README, "Exit status")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fusecli.cli import fuse as fuse_command
+from fusecli.cli.main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, build_app
+
+runner = CliRunner()
+
+
+def _image(path: Path) -> Path:
+    Image.fromarray(np.full((16, 16), 100, np.uint8)).save(path)
+    return path
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["ivf", "{tmp}/nope.png", "{tmp}/a.png", "-o", "{tmp}/o.png"], ["nope.png", "INFRARED"]),
+        (["ivf", "{tmp}/a.png", "{tmp}/a.png", "--bogus"], ["--bogus"]),
+        (["ivf"], ["Missing argument"]),
+        (["no-such-command"], ["no-such-command"]),
+        (["batch", "{tmp}/a.png"], ["a.png"]),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(tmp_path, args, names) -> None:
+    _image(tmp_path / "a.png")
+    result = runner.invoke(build_app(), [a.format(tmp=tmp_path) for a in args])
+    lines = _error_lines(result.output)
+    assert result.exit_code == EXIT_USAGE
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    for name in names:
+        assert name in lines[0]
+    assert "--help" in lines[0] and "╭" not in result.output
+
+
+def test_failures_exit_1_with_one_line(tmp_path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    result = runner.invoke(
+        build_app(), ["ivf", str(text), str(text), "-o", str(tmp_path / "o.png")]
+    )
+    lines = _error_lines(result.output)
+    assert result.exit_code == EXIT_FAILED
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "notes.txt" in lines[0]
+
+
+def test_success_and_version_exit_0() -> None:
+    assert runner.invoke(build_app(), ["--version"]).exit_code == 0
+    assert runner.invoke(build_app(), ["tasks"]).exit_code == 0
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fuse_command, "fuse_files", interrupted)
+    a = _image(tmp_path / "a.png")
+    result = runner.invoke(build_app(), ["ivf", str(a), str(a), "-o", str(tmp_path / "o.png")])
+    assert result.exit_code == EXIT_INTERRUPTED
+    assert _error_lines(result.output) == [
+        "error: interrupted; finished outputs are kept, none is half-written"
+    ]
