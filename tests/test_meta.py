@@ -8,6 +8,7 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,13 @@ def test_built_wheel_installs_the_cli_and_the_weights(tmp_path) -> None:
     )
     assert help_text.returncode == 0, help_text.stderr
     assert "Usage" in help_text.stdout
+
+
+def test_package_metadata_has_no_deprecated_fields() -> None:
+    # setuptools deprecates the table form of project.license (an SPDX string since PEP 639).
+    config = pytest.importorskip("setuptools.config.pyprojecttoml")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        project = config.read_configuration(REPO_ROOT / "pyproject.toml")["project"]
+    assert project["license"] == "MIT"
+    assert not [w for w in caught if "Deprecat" in type(w.message).__name__], caught
