@@ -20,7 +20,15 @@ from fusecli.color import luminance, restore_color
 from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
 from fusecli.errors import FuseError, WeightsError
 from fusecli.hookspecs import TaskSpec
-from fusecli.io import check_writable, output_bit_depth, read_image, same_file, write_image
+from fusecli.io import (
+    LoadedImage,
+    check_encoding,
+    check_writable,
+    output_bit_depth,
+    read_image,
+    same_file,
+    write_image,
+)
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done_tiles, total_tiles)`` after each tile."""
@@ -206,6 +214,8 @@ class FusedFile:
         bit_depth: bits per channel stored (JPEG and BMP hold 8 whatever the sources).
         seconds: wall time of loading the network (when not loaded yet), reading, fusing and
             writing.
+        metadata_from: the source whose EXIF and ICC profile the output carries, or None.
+        notes: things the user may not expect, e.g. precision lost to the output format.
     """
 
     output: Path
@@ -216,6 +226,31 @@ class FusedFile:
     channels: int
     bit_depth: int
     seconds: float
+    metadata_from: Path | None = None
+    notes: tuple[str, ...] = ()
+
+
+def reference_index(spec: TaskSpec, count: int) -> int:
+    """The source an output takes its metadata from (and alignment registers to).
+
+    The colour source of a ``chroma_from`` task (the visible image, the functional scan), else
+    the middle frame: the middle exposure of a bracket, the middle focus plane of a stack.
+    """
+    if spec.color.mode == "chroma_from" and spec.color.source < count:
+        return spec.color.source
+    return count // 2
+
+
+def depth_notes(images: Sequence[LoadedImage], output: Path, stored: int) -> tuple[str, ...]:
+    """A note when the output format holds less than the deepest source."""
+    deepest = output_bit_depth(images)
+    if stored >= deepest:
+        return ()
+    held = "32-bit float" if deepest == 32 else f"{deepest}-bit"
+    return (
+        f"the sources are {held} but {output.suffix.lstrip('.').upper()} stores {stored} bits "
+        f"per channel; {output.name} is {stored}-bit",
+    )
 
 
 def check_output(sources: Sequence[Path], output: Path, *, overwrite: bool) -> None:
@@ -243,6 +278,10 @@ def fuse_files(
     resize: bool = False,
     tile_size: int | None = None,
     progress: Progress | None = None,
+    keep_metadata: bool = True,
+    bit_depth: int | None = None,
+    quality: int | None = None,
+    compression: str | None = None,
 ) -> FusedFile:
     """Read source files, fuse them with a task and write the result atomically.
 
@@ -261,21 +300,39 @@ def fuse_files(
         resize: resample sources to the first one's size instead of refusing.
         tile_size: tile side for tiled inference; None picks one that fits in memory.
         progress: see :data:`Progress`.
+        keep_metadata: embed the reference source's EXIF and ICC profile (see
+            :func:`reference_index`) in JPEG, PNG and TIFF outputs.
+        bit_depth: 8, 16 or 32 (float TIFF); None keeps the deepest source's, as far as the
+            format holds it.
+        quality: JPEG quality 1-100 (default 95).
+        compression: TIFF ``none``/``deflate``/``lzw``/``packbits`` or PNG level ``0``-``9``.
 
     Raises:
         FuseError: wrong number of sources, unreadable source or weights, output equal to a
-            source or not writable, sizes differ without ``resize``.
+            source or not writable, sizes differ without ``resize``, an encoding setting the
+            output format cannot honour.
     """
     start = time.perf_counter()
     paths = tuple(Path(p) for p in sources)
     output = Path(output)
     check_input_count(spec, len(paths))
     check_output(paths, output, overwrite=overwrite)
+    check_encoding(output, bit_depth=bit_depth, quality=quality, compression=compression)
     net, weights_path = open_network(spec, weights, device)
     images = [read_image(path) for path in paths]
     pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=resize)
     fused = _fuse(net, spec, pixels, tile_size, progress)
-    written = write_image(output, fused, bit_depth=output_bit_depth(images), overwrite=overwrite)
+    reference = images[reference_index(spec, len(images))]
+    metadata = reference.metadata if keep_metadata else None
+    written = write_image(
+        output,
+        fused,
+        bit_depth=output_bit_depth(images) if bit_depth is None else bit_depth,
+        overwrite=overwrite,
+        metadata=metadata,
+        quality=quality,
+        compression=compression,
+    )
     return FusedFile(
         output=written.path,
         sources=paths,
@@ -285,4 +342,6 @@ def fuse_files(
         channels=written.channels,
         bit_depth=written.bit_depth,
         seconds=time.perf_counter() - start,
+        metadata_from=reference.path if metadata is not None and not metadata.empty else None,
+        notes=depth_notes(images, output, written.bit_depth) if bit_depth is None else (),
     )

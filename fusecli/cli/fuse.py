@@ -14,9 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fusecli.cli.common import (
+    compression_option,
+    depth_option,
     json_option,
     options_of,
     overwrite_option,
+    parse_depth,
+    quality_option,
+    strip_option,
     tile_option,
     weights_option,
 )
@@ -89,6 +94,8 @@ def result_record(spec: TaskSpec, result: FusedFile, device: torch.device) -> di
         "weights": str(result.weights),
         "device": str(device),
         "seconds": round(result.seconds, 3),
+        "metadata_from": str(result.metadata_from) if result.metadata_from else None,
+        "notes": list(result.notes),
     }
 
 
@@ -118,6 +125,10 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
             False, "--resize", help="Resize sources to the first one's size instead of refusing."
         ),
         overwrite: bool = overwrite_option(),
+        strip: bool = strip_option(),
+        depth: str | None = depth_option(),
+        quality: int | None = quality_option(),
+        compression: str | None = compression_option(),
         json_out: bool = json_option("Print a JSON record on stdout."),
     ) -> None:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
@@ -134,7 +145,13 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 resize=resize,
                 tile_size=tile,
                 progress=update,
+                keep_metadata=not strip,
+                bit_depth=parse_depth(depth),
+                quality=quality,
+                compression=compression,
             )
+        for note in result.notes:
+            typer.echo(f"note: {note}", err=True)
         if json_out:
             typer.echo(json.dumps(result_record(task.spec, result, device)))
         else:
