@@ -1,7 +1,7 @@
 """Registering hand-held frames to a reference before fusion (OpenCV ECC, coarse to fine).
 
-Frames are matched on the gradient magnitude of their normalised luminance, so brackets of
-different exposure and focus planes of different sharpness share structure to correlate. ECC
+Frames are matched on their smoothed, normalised luminance with clipped pixels masked out, so
+brackets of different exposure and focus planes of different sharpness still correlate. ECC
 (Evangelidis and Psarakis, "Parametric image alignment using enhanced correlation coefficient
 maximization", PAMI 2008) estimates an affine or homography warp, which covers shifts,
 rotation, the scale change of focus breathing and small perspective changes. OpenCV is an
@@ -95,12 +95,14 @@ def _opencv():
 
 
 def _features(cv2, image: np.ndarray) -> np.ndarray:
-    """Gradient magnitude of a normalised (H, W) float32 image, lightly smoothed."""
+    """A normalised (H, W) float32 image, smoothed.
+
+    Smoothing leaves mostly the low frequencies, which a defocused frame shares with a sharp
+    one; ECC itself ignores gain and offset, so exposure differences matter little. (Gradient
+    magnitude, tried first, weights sharp regions and biased focus-stack estimates by pixels.)
+    """
     normalised = (image - image.mean()) / (image.std() + 1e-6)
-    gx = cv2.Sobel(normalised, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(normalised, cv2.CV_32F, 0, 1, ksize=3)
-    magnitude = cv2.magnitude(gx, gy)
-    return cv2.GaussianBlur(magnitude, (0, 0), 1.0)
+    return cv2.GaussianBlur(normalised, (0, 0), 1.5)
 
 
 def _pyramid(cv2, image: np.ndarray) -> list[np.ndarray]:
@@ -179,7 +181,9 @@ def estimate_motion(
     return warp.astype(np.float64), float(correlation)
 
 
-def describe_motion(index: int, matrix: np.ndarray, size: tuple[int, int], corr: float):
+def describe_motion(
+    index: int, matrix: np.ndarray, size: tuple[int, int], corr: float
+) -> FrameMotion:
     """Shift at the image centre, rotation and mean scale of a 3x3 warp."""
     height, width = size
     centre = np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
@@ -302,11 +306,9 @@ def align_frames(
         moved = _warp(cv2, pixels, matrix, fill=not crop)
         warped.append(moved if moved.ndim == 3 else moved[..., None])
     region = common_region(valid) if crop else (0, 0, height, width)
-    top, left, h, w = region
-    tensors = [
-        torch.from_numpy(
-            np.ascontiguousarray(w_[top : top + h, left : left + w].transpose(2, 0, 1))
-        )[None].clamp(0.0, 1.0)
-        for w_ in warped
-    ]
+    top, left, kept_height, kept_width = region
+    tensors = []
+    for image in warped:
+        kept = image[top : top + kept_height, left : left + kept_width].transpose(2, 0, 1)
+        tensors.append(torch.from_numpy(np.ascontiguousarray(kept))[None].clamp(0.0, 1.0))
     return AlignedFrames(tensors, motions, reference, region)

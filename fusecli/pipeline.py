@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fusecli.align import AlignedFrames, FrameMotion, align_frames
 from fusecli.color import luminance, restore_color
 from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
 from fusecli.errors import FuseError, WeightsError
@@ -216,6 +217,8 @@ class FusedFile:
             writing.
         metadata_from: the source whose EXIF and ICC profile the output carries, or None.
         notes: things the user may not expect, e.g. precision lost to the output format.
+        motions: when aligned, each source's estimated motion relative to the reference.
+        crop: when aligned, (top, left, height, width) of the output in reference pixels.
     """
 
     output: Path
@@ -228,6 +231,8 @@ class FusedFile:
     seconds: float
     metadata_from: Path | None = None
     notes: tuple[str, ...] = ()
+    motions: tuple[FrameMotion, ...] = ()
+    crop: tuple[int, int, int, int] | None = None
 
 
 def reference_index(spec: TaskSpec, count: int) -> int:
@@ -250,6 +255,31 @@ def depth_notes(images: Sequence[LoadedImage], output: Path, stored: int) -> tup
     return (
         f"the sources are {held} but {output.suffix.lstrip('.').upper()} stores {stored} bits "
         f"per channel; {output.name} is {stored}-bit",
+    )
+
+
+def check_alignable(spec: TaskSpec) -> None:
+    """Raise FuseError unless the task fuses frames of one scene and sensor (a stack)."""
+    if not spec.is_stack:
+        raise FuseError(
+            f"task {spec.name!r} fuses different kinds of images, which alignment cannot "
+            "register; register them beforehand"
+        )
+
+
+def align_sources(
+    spec: TaskSpec,
+    pixels: Sequence[torch.Tensor],
+    paths: Sequence[Path],
+    *,
+    model: str = "homography",
+    crop: bool = True,
+) -> AlignedFrames:
+    """Register a stack's frames to its reference frame (see :func:`reference_index`)."""
+    check_alignable(spec)
+    reference = reference_index(spec, len(pixels))
+    return align_frames(
+        pixels, [p.name for p in paths], reference=reference, model=model, crop=crop
     )
 
 
@@ -282,6 +312,9 @@ def fuse_files(
     bit_depth: int | None = None,
     quality: int | None = None,
     compression: str | None = None,
+    align: bool = False,
+    crop: bool = True,
+    align_model: str = "homography",
 ) -> FusedFile:
     """Read source files, fuse them with a task and write the result atomically.
 
@@ -306,11 +339,15 @@ def fuse_files(
             format holds it.
         quality: JPEG quality 1-100 (default 95).
         compression: TIFF ``none``/``deflate``/``lzw``/``packbits`` or PNG level ``0``-``9``.
+        align: register every frame to the reference frame first (stack tasks; OpenCV).
+        crop: after aligning, keep the region all frames cover; else fill the border by
+            repeating edge pixels.
+        align_model: ``homography`` or ``affine``.
 
     Raises:
         FuseError: wrong number of sources, unreadable source or weights, output equal to a
             source or not writable, sizes differ without ``resize``, an encoding setting the
-            output format cannot honour.
+            output format cannot honour, a frame that cannot be registered.
     """
     start = time.perf_counter()
     paths = tuple(Path(p) for p in sources)
@@ -318,9 +355,15 @@ def fuse_files(
     check_input_count(spec, len(paths))
     check_output(paths, output, overwrite=overwrite)
     check_encoding(output, bit_depth=bit_depth, quality=quality, compression=compression)
+    if align:
+        check_alignable(spec)
     net, weights_path = open_network(spec, weights, device)
     images = [read_image(path) for path in paths]
     pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=resize)
+    aligned = None
+    if align:
+        aligned = align_sources(spec, pixels, paths, model=align_model, crop=crop)
+        pixels = aligned.frames
     fused = _fuse(net, spec, pixels, tile_size, progress)
     reference = images[reference_index(spec, len(images))]
     metadata = reference.metadata if keep_metadata else None
@@ -344,4 +387,77 @@ def fuse_files(
         seconds=time.perf_counter() - start,
         metadata_from=reference.path if metadata is not None and not metadata.empty else None,
         notes=depth_notes(images, output, written.bit_depth) if bit_depth is None else (),
+        motions=tuple(aligned.motions) if aligned else (),
+        crop=aligned.crop if aligned else None,
+    )
+
+
+@dataclass(frozen=True)
+class AlignedFiles:
+    """What :func:`align_files` wrote.
+
+    Attributes:
+        outputs: one registered file per source, in source order.
+        sources: the source files.
+        reference: the source the others were registered to.
+        motions: each source's estimated motion relative to the reference.
+        crop: (top, left, height, width) of the outputs in reference pixels.
+    """
+
+    outputs: tuple[Path, ...]
+    sources: tuple[Path, ...]
+    reference: Path
+    motions: tuple[FrameMotion, ...]
+    crop: tuple[int, int, int, int]
+
+
+def align_files(
+    sources: Sequence[str | os.PathLike],
+    folder: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    crop: bool = True,
+    model: str = "homography",
+    keep_metadata: bool = True,
+) -> AlignedFiles:
+    """Register frames to the middle one and write each under its own name into ``folder``.
+
+    Each output keeps its source's format, bit depth and (unless ``keep_metadata`` is False)
+    EXIF and ICC profile. Every output is checked before any work, and nothing is written
+    unless every frame registered.
+
+    Raises:
+        FuseError: fewer than two sources, two sources with one name, an output that exists or
+            names a source, unreadable sources, sizes that differ, a frame that cannot be
+            registered.
+    """
+    paths = tuple(Path(p) for p in sources)
+    folder = Path(folder)
+    if len(paths) < 2:
+        raise FuseError(f"alignment needs 2 or more frames, got {len(paths)}", hint="sources")
+    outputs = tuple(folder / p.name for p in paths)
+    if len(set(outputs)) != len(outputs):
+        raise FuseError("two frames have the same file name; rename one of them")
+    for output in outputs:
+        check_output(paths, output, overwrite=overwrite)
+    images = [read_image(path) for path in paths]
+    pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=False)
+    reference = len(paths) // 2
+    aligned = align_frames(
+        pixels, [p.name for p in paths], reference=reference, model=model, crop=crop
+    )
+    for image, frame, output in zip(images, aligned.frames, outputs, strict=True):
+        write_image(
+            output,
+            frame,
+            bit_depth=image.bit_depth,
+            overwrite=overwrite,
+            metadata=image.metadata if keep_metadata else None,
+        )
+    return AlignedFiles(
+        outputs=outputs,
+        sources=paths,
+        reference=paths[reference],
+        motions=tuple(aligned.motions),
+        crop=aligned.crop,
     )

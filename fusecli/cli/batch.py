@@ -34,11 +34,14 @@ from rich.progress import (
 )
 
 from fusecli.cli.common import (
+    align_option,
+    crop_option,
     error_message,
     json_option,
     options_of,
     output_folder_option,
     overwrite_option,
+    strip_option,
     tile_option,
     weights_option,
 )
@@ -289,6 +292,15 @@ def shard(jobs: Sequence[Job], rank: int, world: int) -> list[Job]:
     return list(jobs[rank::world])
 
 
+@dataclass(frozen=True)
+class FileOptions:
+    """Per-job settings passed through to ``fuse_files``: alignment and metadata."""
+
+    align: bool = False
+    crop: bool = True
+    keep_metadata: bool = True
+
+
 @dataclass
 class Summary:
     """Outcome of a batch run, as ``--json`` prints it."""
@@ -367,6 +379,9 @@ def batch(
         False, "--dry-run", help="List the work and problems; fuse nothing."
     ),
     overwrite: bool = overwrite_option("Redo outputs that already exist."),
+    align: bool = align_option(),
+    crop: bool = crop_option(),
+    strip: bool = strip_option(),
     json_out: bool = json_option("Print a JSON summary on stdout."),
 ) -> None:
     """Fuse every pair or stack found in a folder tree; rerun to resume.
@@ -398,7 +413,8 @@ def batch(
         _dry_run(jobs, problems, overwrite, json_out)
         return
     device = options_of(ctx).device
-    summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world)
+    files = FileOptions(align=align, crop=crop, keep_metadata=not strip)
+    summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files)
     summary.failed = [{"sources": [], "reason": p} for p in problems] + summary.failed
     _report(summary, json_out)
     if summary.interrupted:
@@ -417,7 +433,9 @@ def _run(
     overwrite: bool,
     rank: int,
     world: int,
+    files: FileOptions | None = None,
 ) -> Summary:
+    files = files or FileOptions()
     summary = Summary(rank=rank, world_size=world)
     todo = [job for job in jobs if overwrite or not job.output.exists()]
     summary.skipped = [str(job.output) for job in jobs if job not in todo]
@@ -442,6 +460,7 @@ def _run(
                     fuse_files(
                         spec, job.sources, job.output, weights=weights, device=device,
                         overwrite=overwrite, resize=resize, tile_size=tile,
+                        align=files.align, crop=files.crop, keep_metadata=files.keep_metadata,
                     )  # fmt: skip
                     summary.done.append(str(job.output))
                 except FuseError as exc:

@@ -157,3 +157,23 @@ def compression_option() -> Any:
         help="TIFF: none, deflate (default), lzw or packbits; PNG: zlib level 0-9 (default 6).",
         show_default=False,
     )
+
+
+def align_option() -> Any:
+    """``--align``."""
+    return typer.Option(
+        False,
+        "--align",
+        help="Register every frame to the middle one first (hand-held stacks and brackets; "
+        "needs the fusecli[align] extra).",
+    )
+
+
+def crop_option() -> Any:
+    """``--crop/--no-crop``."""
+    return typer.Option(
+        True,
+        "--crop/--no-crop",
+        help="After --align, keep only the region every frame covers (default), or keep the "
+        "full frame and fill its border by repeating edge pixels.",
+    )

@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fusecli.cli.common import (
+    align_option,
     compression_option,
+    crop_option,
     depth_option,
     json_option,
     options_of,
@@ -96,6 +98,11 @@ def result_record(spec: TaskSpec, result: FusedFile, device: torch.device) -> di
         "seconds": round(result.seconds, 3),
         "metadata_from": str(result.metadata_from) if result.metadata_from else None,
         "notes": list(result.notes),
+        "alignment": (
+            {"crop": list(result.crop), "frames": [m.as_dict() for m in result.motions]}
+            if result.crop is not None
+            else None
+        ),
     }
 
 
@@ -129,6 +136,8 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
         depth: str | None = depth_option(),
         quality: int | None = quality_option(),
         compression: str | None = compression_option(),
+        align: bool = align_option(),
+        crop: bool = crop_option(),
         json_out: bool = json_option("Print a JSON record on stdout."),
     ) -> None:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
@@ -149,6 +158,8 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 bit_depth=parse_depth(depth),
                 quality=quality,
                 compression=compression,
+                align=align,
+                crop=crop,
             )
         for note in result.notes:
             typer.echo(f"note: {note}", err=True)
