@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from fusecli import align
 from fusecli.align import AlignmentError, align_frames, common_region
+from fusecli.errors import FuseError
 from fusecli.filters import gaussian_blur
 from fusecli.io import read_image
 
@@ -140,3 +142,10 @@ def test_common_region_of_a_rotated_frame() -> None:
     valid = np.zeros((50, 80), bool)
     valid[5:45, 10:70] = True
     assert common_region(valid) == (5, 10, 40, 60)
+
+
+def test_missing_opencv_is_one_clear_error(scene, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now raises ImportError
+    frames = [frame(scene, np.eye(3))] * 2
+    with pytest.raises(FuseError, match=r"needs OpenCV.*pip install 'fusecli\[align\]'"):
+        align_frames(frames, ["a", "b"], reference=0)
