@@ -35,18 +35,22 @@ from rich.progress import (
 
 from fusecli.cli.common import (
     align_option,
+    compression_option,
     crop_option,
+    depth_option,
     error_message,
     json_option,
     options_of,
     output_folder_option,
     overwrite_option,
+    parse_depth,
+    quality_option,
     strip_option,
     tile_option,
     weights_option,
 )
 from fusecli.errors import FuseError
-from fusecli.io import SUPPORTED_EXTENSIONS, image_files, natural_key
+from fusecli.io import SUPPORTED_EXTENSIONS, check_encoding, image_files, natural_key
 from fusecli.pipeline import fuse_files
 from fusecli.plugins import TaskCatalog, get_catalog
 
@@ -294,11 +298,14 @@ def shard(jobs: Sequence[Job], rank: int, world: int) -> list[Job]:
 
 @dataclass(frozen=True)
 class FileOptions:
-    """Per-job settings passed through to ``fuse_files``: alignment and metadata."""
+    """Per-job settings passed through to ``fuse_files``: alignment, metadata, encoding."""
 
     align: bool = False
     crop: bool = True
     keep_metadata: bool = True
+    bit_depth: int | None = None
+    quality: int | None = None
+    compression: str | None = None
 
 
 @dataclass
@@ -382,6 +389,9 @@ def batch(
     align: bool = align_option(),
     crop: bool = crop_option(),
     strip: bool = strip_option(),
+    depth: str | None = depth_option(),
+    quality: int | None = quality_option(),
+    compression: str | None = compression_option(),
     json_out: bool = json_option("Print a JSON summary on stdout."),
 ) -> None:
     """Fuse every pair or stack found in a folder tree; rerun to resume.
@@ -400,6 +410,11 @@ def batch(
     suffix = "." + ext.lower().lstrip(".")
     if suffix not in SUPPORTED_EXTENSIONS:
         raise FuseError(f"--ext {ext} is not an image format; use png, tif, jpg or bmp")
+    bit_depth = parse_depth(depth)
+    # One check for every output, before any folder is searched or network opened.
+    check_encoding(
+        Path(f"output{suffix}"), bit_depth=bit_depth, quality=quality, compression=compression
+    )
     rank, world = parse_shard(shard_text)
     plan = plan_batch(folder, outdir, catalog, task=task, ext=suffix)
     if not plan.jobs and not plan.problems:
@@ -413,7 +428,14 @@ def batch(
         _dry_run(jobs, problems, overwrite, json_out)
         return
     device = options_of(ctx).device
-    files = FileOptions(align=align, crop=crop, keep_metadata=not strip)
+    files = FileOptions(
+        align=align,
+        crop=crop,
+        keep_metadata=not strip,
+        bit_depth=bit_depth,
+        quality=quality,
+        compression=compression,
+    )
     summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files)
     summary.failed = [{"sources": [], "reason": p} for p in problems] + summary.failed
     _report(summary, json_out)
@@ -461,6 +483,8 @@ def _run(
                         spec, job.sources, job.output, weights=weights, device=device,
                         overwrite=overwrite, resize=resize, tile_size=tile,
                         align=files.align, crop=files.crop, keep_metadata=files.keep_metadata,
+                        bit_depth=files.bit_depth, quality=files.quality,
+                        compression=files.compression,
                     )  # fmt: skip
                     summary.done.append(str(job.output))
                 except FuseError as exc:

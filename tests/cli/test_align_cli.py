@@ -127,10 +127,20 @@ def test_align_is_refused_for_two_modality_tasks(tmp_path, scene, weights) -> No
 def test_batch_aligns_each_stack(tmp_path, scene, weights) -> None:
     focus_stack(scene, tmp_path / "in" / "mff" / "scene1", HAND_HELD[:2])
     result = _run("batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--task", "mff",
-                  "--weights", str(weights), "--align", "--json")  # fmt: skip
+                  "--weights", str(weights), "--align", "--depth", "8", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     (output,) = json.loads(result.stdout)["outputs"]
-    assert read_image(output).height < SIDE  # cropped to the common region
+    fused = read_image(output)
+    assert fused.height < SIDE  # cropped to the common region
+    assert fused.bit_depth == 8  # the 16-bit sources' depth, overridden
+
+
+def test_batch_refuses_an_encoding_its_format_cannot_take(tmp_path, scene) -> None:
+    focus_stack(scene, tmp_path / "in" / "mff" / "scene1", [np.eye(3)] * 2)
+    args = ("batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--task", "mff")
+    result = _run(*args, "--ext", "jpg", "--compression", "lzw")
+    assert result.exit_code == 1 and "TIFF and PNG only" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_margin_constants_match_the_frames() -> None:
