@@ -87,6 +87,23 @@ def test_aligned_fusion_is_close_to_fusing_unmoved_frames(tmp_path, scene) -> No
     assert aligned_error < 0.25 * unaligned_error
 
 
+def test_fuse_mef_align_registers_a_hand_held_bracket(tmp_path, scene, weights) -> None:
+    # Two frames: the reference is the second, the normal exposure, as the middle of a bracket.
+    looks = [dict(gain=0.6, gamma=1.2), {}]
+    bracket = [
+        write_image(tmp_path / f"b{i}.png", frame(scene, moved, **look)).path
+        for i, (moved, look) in enumerate(zip(HAND_HELD[:2], looks))
+    ]
+    out = tmp_path / "hdr.png"
+    args = ("mef", *map(str, bracket), "-o", str(out), "--weights", str(weights))
+    result = _run(*args, "--align", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)["alignment"]
+    found = [f["matrix"] for f in record["frames"]]
+    assert max(residual(m, truth) for m, truth in zip(found, HAND_HELD)) < 0.5
+    assert read_image(out).pixels.shape[-2:] == tuple(record["crop"][2:])
+
+
 def test_fuse_align_writes_registered_frames_and_refuses_a_stranger(tmp_path, scene) -> None:
     frames = focus_stack(scene, tmp_path, HAND_HELD)
     result = _run("align", *map(str, frames), "-o", str(tmp_path / "reg"), "--json")
