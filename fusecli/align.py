@@ -113,6 +113,36 @@ def _pyramid(cv2, image: np.ndarray) -> list[np.ndarray]:
     return levels
 
 
+def _feature_guess(cv2, reference: np.ndarray, moving: np.ndarray) -> np.ndarray | None:
+    """A rough 3x3 reference -> moving similarity from ORB keypoints and RANSAC, or None.
+
+    Gives ECC a start near the answer when the motion is large for the coarsest level or the
+    correlation surface has several peaks (fine repetitive texture).
+    """
+
+    def to_bytes(image: np.ndarray) -> np.ndarray:
+        # Stretch each frame over its own range, so exposure does not change which corners fire.
+        low, high = np.percentile(image, [1, 99])
+        return np.clip((image - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
+
+    orb = cv2.ORB_create(nfeatures=2000)
+    ref_points, ref_descriptors = orb.detectAndCompute(to_bytes(reference), None)
+    mov_points, mov_descriptors = orb.detectAndCompute(to_bytes(moving), None)
+    if ref_descriptors is None or mov_descriptors is None:
+        return None
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(
+        ref_descriptors, mov_descriptors
+    )
+    if len(matches) < 12:
+        return None
+    source = np.float32([ref_points[m.queryIdx].pt for m in matches])
+    target = np.float32([mov_points[m.trainIdx].pt for m in matches])
+    matrix, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC)
+    if matrix is None or inliers is None or int(inliers.sum()) < 10:
+        return None
+    return np.vstack([matrix, [0.0, 0.0, 1.0]]).astype(np.float32)
+
+
 def estimate_motion(
     reference: np.ndarray, moving: np.ndarray, *, model: str = "homography"
 ) -> tuple[np.ndarray, float]:
@@ -145,20 +175,25 @@ def estimate_motion(
     warp = np.eye(3, dtype=np.float32)
     correlation = 0.0
     coarsest = len(reference_levels) - 1
-    # A translation first at the coarsest level: a full model started far from the answer
-    # can settle on a wrong scale or shear.
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 200, 1e-6)
-    shift = np.eye(2, 3, dtype=np.float32)
-    _, shift = cv2.findTransformECC(
-        reference_levels[coarsest],
-        moving_levels[coarsest],
-        shift,
-        cv2.MOTION_TRANSLATION,
-        criteria,
-        mask_levels[coarsest],
-        5,
-    )
-    warp[:2, 2] = shift[:, 2]
+    guess = _feature_guess(cv2, reference, moving)
+    if guess is not None:
+        # Coordinates halve at each coarser level: H_coarse = S^-1 H S, S = diag(2^k, 2^k, 1).
+        down = np.diag([2.0**coarsest, 2.0**coarsest, 1.0]).astype(np.float32)
+        warp = (np.linalg.inv(down) @ guess @ down).astype(np.float32)
+    else:
+        # Without a guess, a translation first at the coarsest level: a full model started
+        # far from the answer can settle on a wrong scale or shear.
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 200, 1e-6)
+        _, shift = cv2.findTransformECC(
+            reference_levels[coarsest],
+            moving_levels[coarsest],
+            np.eye(2, 3, dtype=np.float32),
+            cv2.MOTION_TRANSLATION,
+            criteria,
+            mask_levels[coarsest],
+            5,
+        )
+        warp[:2, 2] = shift[:, 2]
     for level in range(coarsest, -1, -1):
         iterations = 200 if level == coarsest else 50
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-6)

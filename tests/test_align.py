@@ -149,3 +149,16 @@ def test_missing_opencv_is_one_clear_error(scene, monkeypatch) -> None:
     frames = [frame(scene, np.eye(3))] * 2
     with pytest.raises(FuseError, match=r"needs OpenCV.*pip install 'fusecli\[align\]'"):
         align_frames(frames, ["a", "b"], reference=0)
+
+
+def test_fine_texture_that_stalled_ecc_from_the_identity_registers(scene) -> None:
+    # CSet5/butterfly shifted by (6.3, -4.7) px: ECC alone did not converge; the ORB guess
+    # starts it near the answer.
+    from tests.conftest import DATA
+
+    pixels = read_image(DATA / "natural" / "CSet5" / "butterfly.png").pixels
+    butterfly = torch.nn.functional.interpolate(pixels, size=(256, 256), mode="area")
+    moved = motion(shift=(6.3, -4.7))
+    frames = [frame(butterfly, np.eye(3)), frame(butterfly, moved, blur=1.2)]
+    aligned = align_frames(frames, ["ref.png", "other.png"], reference=0)
+    assert residual(aligned.motions[1].matrix, moved) < 0.5
