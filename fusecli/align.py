@@ -4,7 +4,8 @@ Frames are matched on their smoothed, normalised luminance with clipped pixels m
 brackets of different exposure and focus planes of different sharpness still correlate. ECC
 (Evangelidis and Psarakis, "Parametric image alignment using enhanced correlation coefficient
 maximization", PAMI 2008) estimates an affine or homography warp, which covers shifts,
-rotation, the scale change of focus breathing and small perspective changes. OpenCV is an
+rotation, the scale change of focus breathing and small perspective changes; it starts from
+an ORB keypoint + RANSAC similarity when enough keypoints match. OpenCV is an
 optional extra (``fusecli[align]``).
 """
 
