@@ -126,6 +126,12 @@ def _feature_guess(cv2, reference: np.ndarray, moving: np.ndarray) -> np.ndarray
         low, high = np.percentile(image, [1, 99])
         return np.clip((image - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
 
+    # Keypoints on at most ~1024 pixels per side: enough for a start, cheap on camera files.
+    factor = min(1.0, 1024 / max(reference.shape))
+    if factor < 1.0:
+        size = (round(reference.shape[1] * factor), round(reference.shape[0] * factor))
+        reference = cv2.resize(reference, size, interpolation=cv2.INTER_AREA)
+        moving = cv2.resize(moving, size, interpolation=cv2.INTER_AREA)
     orb = cv2.ORB_create(nfeatures=2000)
     ref_points, ref_descriptors = orb.detectAndCompute(to_bytes(reference), None)
     mov_points, mov_descriptors = orb.detectAndCompute(to_bytes(moving), None)
@@ -141,7 +147,9 @@ def _feature_guess(cv2, reference: np.ndarray, moving: np.ndarray) -> np.ndarray
     matrix, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC)
     if matrix is None or inliers is None or int(inliers.sum()) < 10:
         return None
-    return np.vstack([matrix, [0.0, 0.0, 1.0]]).astype(np.float32)
+    guess = np.vstack([matrix, [0.0, 0.0, 1.0]])
+    up = np.diag([1 / factor, 1 / factor, 1.0])
+    return (up @ guess @ np.linalg.inv(up)).astype(np.float32)
 
 
 def estimate_motion(
