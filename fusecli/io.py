@@ -7,6 +7,9 @@ Policies:
       and MRI scans) is read as one channel.
     * Alpha is split off into ``LoadedImage.alpha``; fusion ignores it.
     * EXIF orientation is applied (JPEG, PNG, TIFF), so pixels are as a viewer shows them.
+    * Descriptive EXIF and the ICC profile are read into ``LoadedImage.metadata`` and written
+      back on request (JPEG, PNG, TIFF; see ``fusecli.metadata``). Pixel values are never
+      colour-managed.
     * The declared size is checked against a pixel limit before any pixel is decoded
       (decompression bombs): ``max_pixels`` or the environment variable FUSECLI_MAX_PIXELS.
     * Writes go to a temporary file in the destination folder, then are renamed into place:
@@ -34,6 +37,15 @@ from PIL import Image, UnidentifiedImageError
 
 from fusecli.atomic import atomic_path
 from fusecli.errors import ImageReadError, ImageWriteError
+from fusecli.metadata import (
+    NO_METADATA,
+    ImageMetadata,
+    add_png_metadata,
+    add_tiff_exif_ifd,
+    metadata_from_pillow,
+    read_tiff_metadata,
+    tiff_extratags,
+)
 
 # The image files every part of fusecli reads and writes (lower case, with the dot).
 SUPPORTED_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -43,6 +55,11 @@ _SIXTEEN_BIT_FORMATS = frozenset({".png", ".tif", ".tiff"})
 _TIFF = frozenset({".tif", ".tiff"})
 _ALPHA_FORMATS = frozenset({".png", ".tif", ".tiff"})
 _EXIF_ORIENTATION = 0x0112
+_JPEG = frozenset({".jpg", ".jpeg"})
+_METADATA_FORMATS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+# TIFF compression names (the enfuse spelling) and tifffile's; PNG takes a zlib level 0-9.
+TIFF_COMPRESSIONS = {"none": None, "deflate": "zlib", "lzw": "lzw", "packbits": "packbits"}
+DEFAULT_JPEG_QUALITY = 95
 _DIGITS = re.compile(r"(\d+)")
 _FORMAT_NAMES = {
     ".png": "PNG",
@@ -64,6 +81,7 @@ class LoadedImage:
         bit_depth: 8 or 16 for integer files, 32 for floating-point TIFF.
         alpha: (1, 1, H, W) in [0, 1] when the file had an alpha channel, else None.
         stored_channels: channels in the file (1 to 4).
+        metadata: its descriptive EXIF (orientation reset to 1) and ICC profile.
     """
 
     path: Path
@@ -71,6 +89,7 @@ class LoadedImage:
     bit_depth: int
     alpha: torch.Tensor | None
     stored_channels: int
+    metadata: ImageMetadata = NO_METADATA
 
     @property
     def height(self) -> int:
@@ -169,7 +188,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
                 f"{path}: declares {width}x{height} pixels, more than the limit of {limit:,}; "
                 "raise it with FUSECLI_MAX_PIXELS if the file is trusted"
             )
-        array, orientation = _decode(path, suffix)
+        array, orientation, metadata = _decode(path, suffix)
     except ImageReadError:
         raise
     except _DECODE_ERRORS as exc:
@@ -179,7 +198,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
             "check that the file is complete and really an image"
         ) from None
     array = _apply_orientation(array, orientation)
-    return _to_loaded(path, array)
+    return _to_loaded(path, array, metadata)
 
 
 def write_image(
@@ -189,6 +208,9 @@ def write_image(
     bit_depth: int = 8,
     overwrite: bool = False,
     alpha: torch.Tensor | None = None,
+    metadata: ImageMetadata | None = None,
+    quality: int | None = None,
+    compression: str | None = None,
 ) -> WrittenImage:
     """Write an image atomically; the format comes from the extension.
 
@@ -199,20 +221,33 @@ def write_image(
             only and are written with 8.
         overwrite: replace an existing file.
         alpha: optional (1, 1, H, W) alpha in [0, 1] (stored in PNG and TIFF only).
+        metadata: EXIF and ICC profile to embed (JPEG, PNG, TIFF; BMP holds none).
+        quality: JPEG quality 1-100; default 95.
+        compression: TIFF ``none``, ``deflate`` (default), ``lzw`` or ``packbits``; PNG a zlib
+            level ``0``-``9`` (default 6).
 
     Returns:
         What was stored: path, size, channels and bit depth.
 
     Raises:
-        ImageWriteError: unsupported extension, missing or unwritable folder, existing file.
+        ImageWriteError: unsupported extension, missing or unwritable folder, existing file,
+            quality or compression the format does not take.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     check_writable(path, overwrite=overwrite)
+    check_encoding(path, quality=quality, compression=compression)
     with_alpha = alpha is not None and suffix in _ALPHA_FORMATS
     array = _to_array(pixels, alpha if with_alpha else None)
     depth = _storable_depth(suffix, bit_depth)
-    data = _encode(array, suffix, depth)
+    data = _encode(
+        array,
+        suffix,
+        depth,
+        metadata=metadata if metadata is not None and suffix in _METADATA_FORMATS else None,
+        quality=DEFAULT_JPEG_QUALITY if quality is None else quality,
+        compression=compression,
+    )
     try:
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
@@ -248,6 +283,56 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:
         raise ImageWriteError(
             f"{path} already exists", remedy="allow overwriting to replace it", hint="overwrite"
         )
+
+
+def check_encoding(
+    path: str | os.PathLike,
+    *,
+    bit_depth: int | None = None,
+    quality: int | None = None,
+    compression: str | None = None,
+) -> None:
+    """Raise ImageWriteError unless ``path``'s format can store what is asked, exactly.
+
+    Args:
+        path: the output file; its extension picks the format.
+        bit_depth: an explicitly requested depth (8, 16, or 32 for float); None: automatic.
+        quality: JPEG quality, JPEG only, 1-100.
+        compression: see :func:`write_image`.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    kind = _FORMAT_NAMES.get(suffix, suffix)
+    if bit_depth is not None:
+        if bit_depth not in (8, 16, 32):
+            raise ImageWriteError(f"bit depth must be 8, 16 or 32 (float), got {bit_depth}")
+        if bit_depth == 32 and suffix not in _TIFF:
+            raise ImageWriteError(
+                f"{path}: {kind} cannot store 32-bit float samples; write a .tif file"
+            )
+        if bit_depth == 16 and suffix not in _SIXTEEN_BIT_FORMATS:
+            raise ImageWriteError(
+                f"{path}: {kind} stores 8 bits per channel only; write a .png or .tif file"
+            )
+    if quality is not None:
+        if suffix not in _JPEG:
+            raise ImageWriteError(f"{path}: a quality setting applies to JPEG output only")
+        if not 1 <= quality <= 100:
+            raise ImageWriteError(f"JPEG quality must be 1 to 100, got {quality}")
+    if compression is not None:
+        if suffix in _TIFF:
+            if compression.lower() not in TIFF_COMPRESSIONS:
+                raise ImageWriteError(
+                    f"{path}: unknown TIFF compression {compression!r}; use "
+                    f"{', '.join(TIFF_COMPRESSIONS)}"
+                )
+        elif suffix == ".png":
+            if compression not in [str(level) for level in range(10)]:
+                raise ImageWriteError(
+                    f"{path}: PNG compression is a zlib level 0 to 9, got {compression!r}"
+                )
+        else:
+            raise ImageWriteError(f"{path}: a compression setting applies to TIFF and PNG only")
 
 
 def output_bit_depth(images: Sequence[LoadedImage]) -> int:
@@ -392,8 +477,8 @@ def _invert(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _decode(path: Path, suffix: str) -> tuple[np.ndarray, int]:
-    """Pixels as (H, W) or (H, W, C) and the EXIF orientation (1 = as stored)."""
+def _decode(path: Path, suffix: str) -> tuple[np.ndarray, int, ImageMetadata]:
+    """Pixels as (H, W) or (H, W, C), the EXIF orientation (1 = as stored) and the metadata."""
     if suffix in _TIFF:
         with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
             page = tif.pages.first
@@ -411,13 +496,16 @@ def _decode(path: Path, suffix: str) -> tuple[np.ndarray, int]:
             array = _apply_colormap(array, colormap)
         elif photometric == tifffile.PHOTOMETRIC.MINISWHITE:
             array = _invert(array)
-        return array, orientation
+        with _quiet_tifffile(), _without_pillow_limit():
+            metadata = read_tiff_metadata(path.read_bytes())
+        return array, orientation, metadata
     raw = path.read_bytes()
     with _without_pillow_limit(), Image.open(BytesIO(raw)) as image:
         orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+        metadata = metadata_from_pillow(image) if suffix != ".bmp" else NO_METADATA
         if suffix == ".png":
             # Pillow cannot hold 16-bit colour PNG; imagecodecs (libpng) can.
-            return imagecodecs.png_decode(raw), orientation
+            return imagecodecs.png_decode(raw), orientation, metadata
         if image.mode == "CMYK":
             raise ImageReadError(f"{path}: CMYK images are not supported; convert it to RGB")
         if image.mode in ("P", "PA", "1"):
@@ -425,10 +513,10 @@ def _decode(path: Path, suffix: str) -> tuple[np.ndarray, int]:
         elif image.mode == "LA":
             pass
         elif image.mode.startswith("I;16"):
-            return np.asarray(image, dtype=np.uint16), orientation
+            return np.asarray(image, dtype=np.uint16), orientation, metadata
         elif image.mode not in ("L", "RGB", "RGBA"):
             image = image.convert("RGB")
-        return np.asarray(image), orientation
+        return np.asarray(image), orientation, metadata
 
 
 def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -447,7 +535,7 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return array
 
 
-def _to_loaded(path: Path, array: np.ndarray) -> LoadedImage:
+def _to_loaded(path: Path, array: np.ndarray, metadata: ImageMetadata = NO_METADATA) -> LoadedImage:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -467,7 +555,7 @@ def _to_loaded(path: Path, array: np.ndarray) -> LoadedImage:
     if values.shape[2] == 3 and _channels_identical(array[..., :3]):
         values = values[..., :1]
     pixels = torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None]
-    return LoadedImage(path, pixels, bit_depth, alpha, channels)
+    return LoadedImage(path, pixels, bit_depth, alpha, channels, metadata)
 
 
 def _channels_identical(array: np.ndarray) -> bool:
@@ -540,27 +628,52 @@ def _storable_depth(suffix: str, bit_depth: int) -> int:
     return bit_depth
 
 
-def _encode(array: np.ndarray, suffix: str, bit_depth: int) -> bytes:
+def _encode(
+    array: np.ndarray,
+    suffix: str,
+    bit_depth: int,
+    *,
+    metadata: ImageMetadata | None = None,
+    quality: int = DEFAULT_JPEG_QUALITY,
+    compression: str | None = None,
+) -> bytes:
     if bit_depth == 32:
         values = np.ascontiguousarray(array, dtype=np.float32)
     elif bit_depth == 16:
         values = np.ascontiguousarray(np.rint(array * 65535.0), dtype=np.uint16)
     else:
         values = np.ascontiguousarray(np.rint(array * 255.0), dtype=np.uint8)
+    metadata = metadata or NO_METADATA
     if suffix == ".png":
-        return bytes(imagecodecs.png_encode(values))
+        level = None if compression is None else int(compression)
+        return add_png_metadata(bytes(imagecodecs.png_encode(values, level=level)), metadata)
     if suffix in _TIFF:
         buffer = BytesIO()
         photometric = "rgb" if values.ndim == 3 and values.shape[2] >= 3 else "minisblack"
         extrasamples = ["unassalpha"] if values.ndim == 3 and values.shape[2] in (2, 4) else None
+        method = "zlib" if compression is None else TIFF_COMPRESSIONS[compression.lower()]
         tifffile.imwrite(
-            buffer, values, photometric=photometric, compression="zlib", extrasamples=extrasamples
+            buffer,
+            values,
+            photometric=photometric,
+            compression=method,
+            extrasamples=extrasamples,
+            extratags=tiff_extratags(metadata),
+            # No shape description: the ImageDescription tag is the source's, if any.
+            metadata=None,
         )
-        return buffer.getvalue()
+        if metadata.exif is None:
+            return buffer.getvalue()
+        return add_tiff_exif_ifd(buffer.getvalue(), metadata.exif)
     buffer = BytesIO()
     image = Image.fromarray(values)
-    if suffix in (".jpg", ".jpeg"):
-        image.save(buffer, format="JPEG", quality=95, subsampling=0)
+    if suffix in _JPEG:
+        extra: dict[str, bytes] = {}
+        if metadata.exif is not None:
+            extra["exif"] = b"Exif\x00\x00" + metadata.exif
+        if metadata.icc_profile is not None:
+            extra["icc_profile"] = metadata.icc_profile
+        image.save(buffer, format="JPEG", quality=quality, subsampling=0, **extra)
     else:
         image.save(buffer, format="BMP")
     return buffer.getvalue()

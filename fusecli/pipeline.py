@@ -16,11 +16,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fusecli.align import AlignedFrames, FrameMotion, align_frames
 from fusecli.color import luminance, restore_color
 from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
 from fusecli.errors import FuseError, WeightsError
 from fusecli.hookspecs import TaskSpec
-from fusecli.io import check_writable, output_bit_depth, read_image, same_file, write_image
+from fusecli.io import (
+    LoadedImage,
+    check_encoding,
+    check_writable,
+    output_bit_depth,
+    read_image,
+    same_file,
+    write_image,
+)
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done_tiles, total_tiles)`` after each tile."""
@@ -206,6 +215,10 @@ class FusedFile:
         bit_depth: bits per channel stored (JPEG and BMP hold 8 whatever the sources).
         seconds: wall time of loading the network (when not loaded yet), reading, fusing and
             writing.
+        metadata_from: the source whose EXIF and ICC profile the output carries, or None.
+        notes: things the user may not expect, e.g. precision lost to the output format.
+        motions: when aligned, each source's estimated motion relative to the reference.
+        crop: when aligned, (top, left, height, width) of the output in reference pixels.
     """
 
     output: Path
@@ -216,6 +229,58 @@ class FusedFile:
     channels: int
     bit_depth: int
     seconds: float
+    metadata_from: Path | None = None
+    notes: tuple[str, ...] = ()
+    motions: tuple[FrameMotion, ...] = ()
+    crop: tuple[int, int, int, int] | None = None
+
+
+def reference_index(spec: TaskSpec, count: int) -> int:
+    """The source an output takes its metadata from (and alignment registers to).
+
+    The colour source of a ``chroma_from`` task (the visible image, the functional scan), else
+    the middle frame: the middle exposure of a bracket, the middle focus plane of a stack.
+    """
+    if spec.color.mode == "chroma_from" and spec.color.source < count:
+        return spec.color.source
+    return count // 2
+
+
+def depth_notes(images: Sequence[LoadedImage], output: Path, stored: int) -> tuple[str, ...]:
+    """A note when the output format holds less than the deepest source."""
+    deepest = output_bit_depth(images)
+    if stored >= deepest:
+        return ()
+    held = "32-bit float" if deepest == 32 else f"{deepest}-bit"
+    return (
+        f"the sources are {held} but {output.suffix.lstrip('.').upper()} stores {stored} bits "
+        f"per channel; {output.name} is {stored}-bit",
+    )
+
+
+def check_alignable(spec: TaskSpec) -> None:
+    """Raise FuseError unless the task fuses frames of one scene and sensor (a stack)."""
+    if not spec.is_stack:
+        raise FuseError(
+            f"task {spec.name!r} fuses different kinds of images, which alignment cannot "
+            "register; register them beforehand"
+        )
+
+
+def align_sources(
+    spec: TaskSpec,
+    pixels: Sequence[torch.Tensor],
+    paths: Sequence[Path],
+    *,
+    model: str = "homography",
+    crop: bool = True,
+) -> AlignedFrames:
+    """Register a stack's frames to its reference frame (see :func:`reference_index`)."""
+    check_alignable(spec)
+    reference = reference_index(spec, len(pixels))
+    return align_frames(
+        pixels, [p.name for p in paths], reference=reference, model=model, crop=crop
+    )
 
 
 def check_output(sources: Sequence[Path], output: Path, *, overwrite: bool) -> None:
@@ -243,6 +308,13 @@ def fuse_files(
     resize: bool = False,
     tile_size: int | None = None,
     progress: Progress | None = None,
+    keep_metadata: bool = True,
+    bit_depth: int | None = None,
+    quality: int | None = None,
+    compression: str | None = None,
+    align: bool = False,
+    crop: bool = True,
+    align_model: str = "homography",
 ) -> FusedFile:
     """Read source files, fuse them with a task and write the result atomically.
 
@@ -261,21 +333,49 @@ def fuse_files(
         resize: resample sources to the first one's size instead of refusing.
         tile_size: tile side for tiled inference; None picks one that fits in memory.
         progress: see :data:`Progress`.
+        keep_metadata: embed the reference source's EXIF and ICC profile (see
+            :func:`reference_index`) in JPEG, PNG and TIFF outputs.
+        bit_depth: 8, 16 or 32 (float TIFF); None keeps the deepest source's, as far as the
+            format holds it.
+        quality: JPEG quality 1-100 (default 95).
+        compression: TIFF ``none``/``deflate``/``lzw``/``packbits`` or PNG level ``0``-``9``.
+        align: register every frame to the reference frame first (stack tasks; OpenCV).
+        crop: after aligning, keep the region all frames cover; else fill the border by
+            repeating edge pixels.
+        align_model: ``homography`` or ``affine``.
 
     Raises:
         FuseError: wrong number of sources, unreadable source or weights, output equal to a
-            source or not writable, sizes differ without ``resize``.
+            source or not writable, sizes differ without ``resize``, an encoding setting the
+            output format cannot honour, a frame that cannot be registered.
     """
     start = time.perf_counter()
     paths = tuple(Path(p) for p in sources)
     output = Path(output)
     check_input_count(spec, len(paths))
     check_output(paths, output, overwrite=overwrite)
+    check_encoding(output, bit_depth=bit_depth, quality=quality, compression=compression)
+    if align:
+        check_alignable(spec)
     net, weights_path = open_network(spec, weights, device)
     images = [read_image(path) for path in paths]
     pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=resize)
+    aligned = None
+    if align:
+        aligned = align_sources(spec, pixels, paths, model=align_model, crop=crop)
+        pixels = aligned.frames
     fused = _fuse(net, spec, pixels, tile_size, progress)
-    written = write_image(output, fused, bit_depth=output_bit_depth(images), overwrite=overwrite)
+    reference = images[reference_index(spec, len(images))]
+    metadata = reference.metadata if keep_metadata else None
+    written = write_image(
+        output,
+        fused,
+        bit_depth=output_bit_depth(images) if bit_depth is None else bit_depth,
+        overwrite=overwrite,
+        metadata=metadata,
+        quality=quality,
+        compression=compression,
+    )
     return FusedFile(
         output=written.path,
         sources=paths,
@@ -285,4 +385,79 @@ def fuse_files(
         channels=written.channels,
         bit_depth=written.bit_depth,
         seconds=time.perf_counter() - start,
+        metadata_from=reference.path if metadata is not None and not metadata.empty else None,
+        notes=depth_notes(images, output, written.bit_depth) if bit_depth is None else (),
+        motions=tuple(aligned.motions) if aligned else (),
+        crop=aligned.crop if aligned else None,
+    )
+
+
+@dataclass(frozen=True)
+class AlignedFiles:
+    """What :func:`align_files` wrote.
+
+    Attributes:
+        outputs: one registered file per source, in source order.
+        sources: the source files.
+        reference: the source the others were registered to.
+        motions: each source's estimated motion relative to the reference.
+        crop: (top, left, height, width) of the outputs in reference pixels.
+    """
+
+    outputs: tuple[Path, ...]
+    sources: tuple[Path, ...]
+    reference: Path
+    motions: tuple[FrameMotion, ...]
+    crop: tuple[int, int, int, int]
+
+
+def align_files(
+    sources: Sequence[str | os.PathLike],
+    folder: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    crop: bool = True,
+    model: str = "homography",
+    keep_metadata: bool = True,
+) -> AlignedFiles:
+    """Register frames to the middle one and write each under its own name into ``folder``.
+
+    Each output keeps its source's format, bit depth and (unless ``keep_metadata`` is False)
+    EXIF and ICC profile. Every output is checked before any work, and nothing is written
+    unless every frame registered.
+
+    Raises:
+        FuseError: fewer than two sources, two sources with one name, an output that exists or
+            names a source, unreadable sources, sizes that differ, a frame that cannot be
+            registered.
+    """
+    paths = tuple(Path(p) for p in sources)
+    folder = Path(folder)
+    if len(paths) < 2:
+        raise FuseError(f"alignment needs 2 or more frames, got {len(paths)}", hint="sources")
+    outputs = tuple(folder / p.name for p in paths)
+    if len(set(outputs)) != len(outputs):
+        raise FuseError("two frames have the same file name; rename one of them")
+    for output in outputs:
+        check_output(paths, output, overwrite=overwrite)
+    images = [read_image(path) for path in paths]
+    pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=False)
+    reference = len(paths) // 2
+    aligned = align_frames(
+        pixels, [p.name for p in paths], reference=reference, model=model, crop=crop
+    )
+    for image, frame, output in zip(images, aligned.frames, outputs, strict=True):
+        write_image(
+            output,
+            frame,
+            bit_depth=image.bit_depth,
+            overwrite=overwrite,
+            metadata=image.metadata if keep_metadata else None,
+        )
+    return AlignedFiles(
+        outputs=outputs,
+        sources=paths,
+        reference=paths[reference],
+        motions=tuple(aligned.motions),
+        crop=aligned.crop,
     )

@@ -34,16 +34,23 @@ from rich.progress import (
 )
 
 from fusecli.cli.common import (
+    align_option,
+    compression_option,
+    crop_option,
+    depth_option,
     error_message,
     json_option,
     options_of,
     output_folder_option,
     overwrite_option,
+    parse_depth,
+    quality_option,
+    strip_option,
     tile_option,
     weights_option,
 )
 from fusecli.errors import FuseError
-from fusecli.io import SUPPORTED_EXTENSIONS, image_files, natural_key
+from fusecli.io import SUPPORTED_EXTENSIONS, check_encoding, image_files, natural_key
 from fusecli.pipeline import fuse_files
 from fusecli.plugins import TaskCatalog, get_catalog
 
@@ -289,6 +296,18 @@ def shard(jobs: Sequence[Job], rank: int, world: int) -> list[Job]:
     return list(jobs[rank::world])
 
 
+@dataclass(frozen=True)
+class FileOptions:
+    """Per-job settings passed through to ``fuse_files``: alignment, metadata, encoding."""
+
+    align: bool = False
+    crop: bool = True
+    keep_metadata: bool = True
+    bit_depth: int | None = None
+    quality: int | None = None
+    compression: str | None = None
+
+
 @dataclass
 class Summary:
     """Outcome of a batch run, as ``--json`` prints it."""
@@ -367,6 +386,12 @@ def batch(
         False, "--dry-run", help="List the work and problems; fuse nothing."
     ),
     overwrite: bool = overwrite_option("Redo outputs that already exist."),
+    align: bool = align_option(),
+    crop: bool = crop_option(),
+    strip: bool = strip_option(),
+    depth: str | None = depth_option(),
+    quality: int | None = quality_option(),
+    compression: str | None = compression_option(),
     json_out: bool = json_option("Print a JSON summary on stdout."),
 ) -> None:
     """Fuse every pair or stack found in a folder tree; rerun to resume.
@@ -385,6 +410,11 @@ def batch(
     suffix = "." + ext.lower().lstrip(".")
     if suffix not in SUPPORTED_EXTENSIONS:
         raise FuseError(f"--ext {ext} is not an image format; use png, tif, jpg or bmp")
+    bit_depth = parse_depth(depth)
+    # One check for every output, before any folder is searched or network opened.
+    check_encoding(
+        Path(f"output{suffix}"), bit_depth=bit_depth, quality=quality, compression=compression
+    )
     rank, world = parse_shard(shard_text)
     plan = plan_batch(folder, outdir, catalog, task=task, ext=suffix)
     if not plan.jobs and not plan.problems:
@@ -398,7 +428,15 @@ def batch(
         _dry_run(jobs, problems, overwrite, json_out)
         return
     device = options_of(ctx).device
-    summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world)
+    files = FileOptions(
+        align=align,
+        crop=crop,
+        keep_metadata=not strip,
+        bit_depth=bit_depth,
+        quality=quality,
+        compression=compression,
+    )
+    summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files)
     summary.failed = [{"sources": [], "reason": p} for p in problems] + summary.failed
     _report(summary, json_out)
     if summary.interrupted:
@@ -417,7 +455,9 @@ def _run(
     overwrite: bool,
     rank: int,
     world: int,
+    files: FileOptions | None = None,
 ) -> Summary:
+    files = files or FileOptions()
     summary = Summary(rank=rank, world_size=world)
     todo = [job for job in jobs if overwrite or not job.output.exists()]
     summary.skipped = [str(job.output) for job in jobs if job not in todo]
@@ -442,6 +482,9 @@ def _run(
                     fuse_files(
                         spec, job.sources, job.output, weights=weights, device=device,
                         overwrite=overwrite, resize=resize, tile_size=tile,
+                        align=files.align, crop=files.crop, keep_metadata=files.keep_metadata,
+                        bit_depth=files.bit_depth, quality=files.quality,
+                        compression=files.compression,
                     )  # fmt: skip
                     summary.done.append(str(job.output))
                 except FuseError as exc:

@@ -99,3 +99,81 @@ def overwrite_option(help_text: str = "Replace an existing output.") -> Any:
 def json_option(help_text: str) -> Any:
     """``--json``."""
     return typer.Option(False, "--json", help=help_text)
+
+
+# ---------------------------------------------------------------- output file options
+
+DEPTHS = {"8": 8, "16": 16, "float": 32}
+
+
+def parse_depth(text: str | None) -> int | None:
+    """``--depth 8|16|float`` as bits (float = 32); None keeps the deepest source's depth."""
+    if text is None:
+        return None
+    depth = DEPTHS.get(text.strip().lower())
+    if depth is None:
+        raise FuseError(f"--depth {text} is not one of 8, 16, float")
+    return depth
+
+
+def strip_option() -> Any:
+    """``--strip``."""
+    return typer.Option(
+        False,
+        "--strip",
+        help="Write no EXIF or ICC profile; default: keep the reference frame's (JPEG, PNG, TIFF).",
+    )
+
+
+def depth_option() -> Any:
+    """``--depth 8|16|float``."""
+    return typer.Option(
+        None,
+        "--depth",
+        metavar="8|16|float",
+        help="Bits per channel of the output: 8, 16 (PNG, TIFF) or float (32-bit TIFF); "
+        "default: the deepest source's, as far as the format holds it.",
+        show_default=False,
+    )
+
+
+def quality_option() -> Any:
+    """``--quality N`` (JPEG)."""
+    return typer.Option(
+        None,
+        "--quality",
+        min=1,
+        max=100,
+        help="JPEG quality 1-100; default 95.",
+        show_default=False,
+    )
+
+
+def compression_option() -> Any:
+    """``--compression`` (TIFF, PNG)."""
+    return typer.Option(
+        None,
+        "--compression",
+        help="TIFF: none, deflate (default), lzw or packbits; PNG: zlib level 0-9 (default 6).",
+        show_default=False,
+    )
+
+
+def align_option() -> Any:
+    """``--align``."""
+    return typer.Option(
+        False,
+        "--align",
+        help="Register every frame to the middle one first (hand-held stacks and brackets; "
+        "needs the fusecli[align] extra).",
+    )
+
+
+def crop_option() -> Any:
+    """``--crop/--no-crop``."""
+    return typer.Option(
+        True,
+        "--crop/--no-crop",
+        help="After --align, keep only the region every frame covers (default), or keep the "
+        "full frame and fill its border by repeating edge pixels.",
+    )

@@ -14,9 +14,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fusecli.cli.common import (
+    align_option,
+    compression_option,
+    crop_option,
+    depth_option,
     json_option,
     options_of,
     overwrite_option,
+    parse_depth,
+    quality_option,
+    strip_option,
     tile_option,
     weights_option,
 )
@@ -89,6 +96,13 @@ def result_record(spec: TaskSpec, result: FusedFile, device: torch.device) -> di
         "weights": str(result.weights),
         "device": str(device),
         "seconds": round(result.seconds, 3),
+        "metadata_from": str(result.metadata_from) if result.metadata_from else None,
+        "notes": list(result.notes),
+        "alignment": (
+            {"crop": list(result.crop), "frames": [m.as_dict() for m in result.motions]}
+            if result.crop is not None
+            else None
+        ),
     }
 
 
@@ -118,6 +132,12 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
             False, "--resize", help="Resize sources to the first one's size instead of refusing."
         ),
         overwrite: bool = overwrite_option(),
+        strip: bool = strip_option(),
+        depth: str | None = depth_option(),
+        quality: int | None = quality_option(),
+        compression: str | None = compression_option(),
+        align: bool = align_option(),
+        crop: bool = crop_option(),
         json_out: bool = json_option("Print a JSON record on stdout."),
     ) -> None:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
@@ -134,7 +154,15 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 resize=resize,
                 tile_size=tile,
                 progress=update,
+                keep_metadata=not strip,
+                bit_depth=parse_depth(depth),
+                quality=quality,
+                compression=compression,
+                align=align,
+                crop=crop,
             )
+        for note in result.notes:
+            typer.echo(f"note: {note}", err=True)
         if json_out:
             typer.echo(json.dumps(result_record(task.spec, result, device)))
         else:

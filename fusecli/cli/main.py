@@ -23,7 +23,16 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Each module exposes `register(app: typer.Typer) -> None`; order is the order in `--help`.
-COMMAND_MODULES: tuple[str, ...] = ("fuse", "batch", "tasks", "weights", "demo", "eval", "train")
+COMMAND_MODULES: tuple[str, ...] = (
+    "fuse",
+    "batch",
+    "align",
+    "tasks",
+    "weights",
+    "demo",
+    "eval",
+    "train",
+)
 
 
 class _FuseGroup(TyperGroup):
