@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from fusecli.color import luminance, restore_color
 from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
 from fusecli.errors import FuseError, WeightsError
-from fusecli.hookspecs import TaskSpec
+from fusecli.hookspecs import MethodInput, MethodSpec, TaskSpec
 from fusecli.io import check_writable, output_bit_depth, read_image, same_file, write_image
 
 Progress = Callable[[int, int], None]
@@ -193,6 +193,60 @@ def _fuse(
     return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
 
 
+def fuse_with_method(
+    method: MethodSpec,
+    spec: TaskSpec,
+    sources: Sequence[torch.Tensor],
+    *,
+    weights: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    tile_size: int | None = None,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Fuse registered sources with a fusion method, the task's preprocessing and colour policy.
+
+    Args:
+        method: the fusion method (e.g. from the plugin catalog).
+        spec: the task.
+        sources: (1, C, H, W) float tensors in [0, 1] of one size, C in {1, 3}, in role order.
+        weights, device, tile_size, progress: passed to the method (see MethodInput).
+
+    Returns:
+        (1, C_out, H, W) float in [0, 1] on the CPU; C_out is 1 when every source is grayscale.
+
+    Raises:
+        FuseError: the number of sources suits the task or the method not, or the method
+            returned an image of the wrong shape.
+    """
+    check_input_count(spec, len(sources))
+    check_method(method, spec, len(sources))
+    luma = tuple(image.cpu() for image in network_inputs(spec, sources))
+    request = MethodInput(
+        images=luma,
+        task=spec,
+        weights=None if weights is None else str(weights),
+        device=str(device),
+        tile_size=tile_size,
+        progress=progress,
+    )
+    fused_y = method.fuse(request)
+    expected = tuple(luma[0].shape)
+    if not isinstance(fused_y, torch.Tensor) or tuple(fused_y.shape) != expected:
+        got = tuple(fused_y.shape) if isinstance(fused_y, torch.Tensor) else type(fused_y).__name__
+        raise FuseError(
+            f"fusion method {method.name!r} returned {got}, expected a tensor of shape {expected}"
+        )
+    fused = restore_color(fused_y.to(luma[0].dtype), [s.cpu() for s in sources], spec.color)
+    return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0)
+
+
+def check_method(method: MethodSpec, spec: TaskSpec, count: int) -> None:
+    """Raise FuseError unless ``method`` can fuse ``count`` sources of ``spec``."""
+    reason = method.unsuitable_for(spec, count)
+    if reason is not None:
+        raise FuseError(reason, remedy="choose another fusion method", hint="method")
+
+
 @dataclass(frozen=True)
 class FusedFile:
     """What :func:`fuse_files` wrote.
@@ -200,7 +254,7 @@ class FusedFile:
     Attributes:
         output: the file written.
         sources: the source files, in role order.
-        weights: the weights file the network came from.
+        weights: the weights file the network came from, or None (a method without a network).
         width, height: size of the output (the first source's size).
         channels: 1 (grey) or 3 (colour).
         bit_depth: bits per channel stored (JPEG and BMP hold 8 whatever the sources).
@@ -210,7 +264,7 @@ class FusedFile:
 
     output: Path
     sources: tuple[Path, ...]
-    weights: Path
+    weights: Path | None
     width: int
     height: int
     channels: int
@@ -243,6 +297,7 @@ def fuse_files(
     resize: bool = False,
     tile_size: int | None = None,
     progress: Progress | None = None,
+    method: MethodSpec | None = None,
 ) -> FusedFile:
     """Read source files, fuse them with a task and write the result atomically.
 
@@ -261,6 +316,9 @@ def fuse_files(
         resize: resample sources to the first one's size instead of refusing.
         tile_size: tile side for tiled inference; None picks one that fits in memory.
         progress: see :data:`Progress`.
+        method: a fusion method to use instead of the task's network; the weights file is
+            then only what the method makes of it, and the record's ``weights`` is None
+            unless the method is the network.
 
     Raises:
         FuseError: wrong number of sources, unreadable source or weights, output equal to a
@@ -271,10 +329,25 @@ def fuse_files(
     output = Path(output)
     check_input_count(spec, len(paths))
     check_output(paths, output, overwrite=overwrite)
-    net, weights_path = open_network(spec, weights, device)
+    weights_path: Path | None = None
+    if method is None:
+        net, weights_path = open_network(spec, weights, device)
+    else:
+        check_method(method, spec, len(paths))
     images = [read_image(path) for path in paths]
     pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=resize)
-    fused = _fuse(net, spec, pixels, tile_size, progress)
+    if method is None:
+        fused = _fuse(net, spec, pixels, tile_size, progress)
+    else:
+        fused = fuse_with_method(
+            method,
+            spec,
+            pixels,
+            weights=weights,
+            device=device,
+            tile_size=tile_size,
+            progress=progress,
+        )
     written = write_image(output, fused, bit_depth=output_bit_depth(images), overwrite=overwrite)
     return FusedFile(
         output=written.path,

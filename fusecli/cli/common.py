@@ -22,6 +22,7 @@ HINTS: dict[str, str] = {
     "sources": "see `fuse {command} --help`",
     "reference": "pass one with --ref.",
     "metrics": "leave it out with --metrics.",
+    "method": "see `fuse methods` for the methods and what they suit",
 }
 
 
@@ -99,3 +100,12 @@ def overwrite_option(help_text: str = "Replace an existing output.") -> Any:
 def json_option(help_text: str) -> Any:
     """``--json``."""
     return typer.Option(False, "--json", help=help_text)
+
+
+def method_option(help_text: str = "") -> typer.models.OptionInfo:
+    """``--method``: a fusion method from ``fuse methods``; the network (pslpt) by default."""
+    return typer.Option(
+        "pslpt",
+        "--method",
+        help=help_text or "Fusion method, from `fuse methods` (default: pslpt, the network).",
+    )

@@ -15,14 +15,22 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fusecli.cli.common import (
     json_option,
+    method_option,
     options_of,
     overwrite_option,
     tile_option,
     weights_option,
 )
-from fusecli.hookspecs import TaskSpec
+from fusecli.hookspecs import MethodSpec, TaskSpec
+from fusecli.methods import DEFAULT_METHOD
 from fusecli.pipeline import FusedFile, fuse_files
 from fusecli.plugins import get_catalog
+
+
+def chosen_method(name: str) -> MethodSpec | None:
+    """The ``--method`` to pass to the pipeline; None for the task's own network (pslpt)."""
+    method = get_catalog().get_method(name.strip())  # raises if unknown or ambiguous
+    return None if method.spec.name == DEFAULT_METHOD else method.spec
 
 
 def describe_task(spec: TaskSpec) -> str:
@@ -76,17 +84,20 @@ def tile_progress(console: Console) -> tuple[Progress | None, Callable[[int, int
     return progress, update
 
 
-def result_record(spec: TaskSpec, result: FusedFile, device: torch.device) -> dict[str, object]:
+def result_record(
+    spec: TaskSpec, result: FusedFile, device: torch.device, method: str = DEFAULT_METHOD
+) -> dict[str, object]:
     """The ``--json`` record of one fused file."""
     return {
         "task": spec.name,
+        "method": method,
         "sources": [str(p) for p in result.sources],
         "output": str(result.output),
         "width": result.width,
         "height": result.height,
         "channels": result.channels,
         "bit_depth": result.bit_depth,
-        "weights": str(result.weights),
+        "weights": None if result.weights is None else str(result.weights),
         "device": str(device),
         "seconds": round(result.seconds, 3),
     }
@@ -119,8 +130,10 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
         ),
         overwrite: bool = overwrite_option(),
         json_out: bool = json_option("Print a JSON record on stdout."),
+        method_name: str = method_option(),
     ) -> None:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
+        method = chosen_method(method_name)
         device = options_of(ctx).device
         progress, update = tile_progress(Console(stderr=True))
         with progress or nullcontext():
@@ -134,9 +147,11 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 resize=resize,
                 tile_size=tile,
                 progress=update,
+                method=method,
             )
         if json_out:
-            typer.echo(json.dumps(result_record(task.spec, result, device)))
+            record = result_record(task.spec, result, device, method_name.strip())
+            typer.echo(json.dumps(record))
         else:
             colour = "colour" if result.channels == 3 else "grey"
             typer.echo(

@@ -13,7 +13,16 @@ from fusecli.cli.common import GlobalOptions, error_message, resolve_device
 from fusecli.errors import FuseError
 
 # Each module exposes `register(app: typer.Typer) -> None`; order is the order in `--help`.
-COMMAND_MODULES: tuple[str, ...] = ("fuse", "batch", "tasks", "weights", "demo", "eval", "train")
+COMMAND_MODULES: tuple[str, ...] = (
+    "fuse",
+    "batch",
+    "tasks",
+    "methods",
+    "weights",
+    "demo",
+    "eval",
+    "train",
+)
 
 
 class _FuseGroup(TyperGroup):
