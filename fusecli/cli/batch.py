@@ -44,6 +44,7 @@ from fusecli.cli.common import (
 )
 from fusecli.errors import FuseError
 from fusecli.io import SUPPORTED_EXTENSIONS, image_files, natural_key
+from fusecli.methods import DEFAULT_METHOD
 from fusecli.pipeline import fuse_files
 from fusecli.plugins import TaskCatalog, get_catalog
 
@@ -55,6 +56,7 @@ class Job:
     task: str
     sources: tuple[Path, ...]
     output: Path
+    method: str = DEFAULT_METHOD
 
 
 @dataclass
@@ -318,6 +320,7 @@ def _dry_run(jobs: Sequence[Job], problems: list[str], overwrite: bool, json_out
     rows = [
         {
             "task": job.task,
+            "method": job.method,
             "sources": [str(p) for p in job.sources],
             "output": str(job.output),
             "action": "skip (exists)" if job.output.exists() and not overwrite else "fuse",
@@ -368,6 +371,13 @@ def batch(
     ),
     overwrite: bool = overwrite_option("Redo outputs that already exist."),
     json_out: bool = json_option("Print a JSON summary on stdout."),
+    methods_text: str | None = typer.Option(
+        None,
+        "--method",
+        metavar="NAME[,NAME...]",
+        help="Fusion methods from `fuse methods`, comma-separated; each writes its own tree "
+        "OUTPUT/<method>/. Default: pslpt, straight into OUTPUT.",
+    ),
 ) -> None:
     """Fuse every pair or stack found in a folder tree; rerun to resume.
 
@@ -386,7 +396,7 @@ def batch(
     if suffix not in SUPPORTED_EXTENSIONS:
         raise FuseError(f"--ext {ext} is not an image format; use png, tif, jpg or bmp")
     rank, world = parse_shard(shard_text)
-    plan = plan_batch(folder, outdir, catalog, task=task, ext=suffix)
+    plan = _plan_methods(folder, outdir, catalog, task, suffix, methods_text)
     if not plan.jobs and not plan.problems:
         raise FuseError(
             f"{folder} holds no pairs or stacks; see `fuse batch --help` for the layouts"
@@ -405,6 +415,32 @@ def batch(
         raise typer.Exit(130)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _plan_methods(
+    folder: Path,
+    outdir: Path,
+    catalog: TaskCatalog,
+    task: str | None,
+    suffix: str,
+    methods_text: str | None,
+) -> Plan:
+    """The batch plan, once per ``--method`` name under OUTPUT/<method>/ when names are given."""
+    if methods_text is None:
+        return plan_batch(folder, outdir, catalog, task=task, ext=suffix)
+    names = [name.strip() for name in methods_text.split(",") if name.strip()]
+    if not names:
+        raise FuseError("--method names no fusion method; see `fuse methods`")
+    for name in names:
+        catalog.get_method(name)  # fail before any work on an unknown or ambiguous name
+    # Planned once against OUTPUT, so no method's tree is searched for inputs.
+    found = plan_batch(folder, outdir, catalog, task=task, ext=suffix)
+    jobs = [
+        Job(job.task, job.sources, outdir / name / job.output.relative_to(outdir), name)
+        for name in dict.fromkeys(names)
+        for job in found.jobs
+    ]
+    return Plan(jobs=jobs, problems=found.problems)
 
 
 def _run(
@@ -438,10 +474,12 @@ def _run(
             for job in todo:
                 try:
                     spec = catalog.get(job.task).spec
+                    method = catalog.get_method(job.method).spec
                     job.output.parent.mkdir(parents=True, exist_ok=True)
                     fuse_files(
                         spec, job.sources, job.output, weights=weights, device=device,
                         overwrite=overwrite, resize=resize, tile_size=tile,
+                        method=None if method.name == DEFAULT_METHOD else method,
                     )  # fmt: skip
                     summary.done.append(str(job.output))
                 except FuseError as exc:
