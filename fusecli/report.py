@@ -231,6 +231,7 @@ def write_report(
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
+.table-scroll{overflow-x:auto;max-height:80vh}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#eef;cursor:pointer;user-select:none;position:sticky;top:0}
@@ -341,8 +342,9 @@ metric (per image and on average) is highlighted.</p>
 <h2 id="averages">Averages per method</h2>
 <div class="charts">{charts}</div>
 <h2 id="table">Metrics per image</h2>
-<table id="metrics"><thead><tr><th data-col="0">image</th><th data-col="1">method</th>{header}
-</tr></thead><tbody>{body}</tbody><tfoot>{means}</tfoot></table>
+<div class="table-scroll"><table id="metrics"><thead><tr>
+<th data-col="0">image</th><th data-col="1">method</th>{header}
+</tr></thead><tbody>{body}</tbody><tfoot>{means}</tfoot></table></div>
 <h2 id="images">Images</h2>
 <div id="viewer"><h3 id="viewer-title"></h3>
 <label>left <select id="left"></select></label>
