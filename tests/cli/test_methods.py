@@ -113,3 +113,28 @@ def test_a_third_party_method_package_works(tmp_path: Path) -> None:
     other = tmp_path / "refused.png"
     refused = fuse("mff", str(visible), str(visible), "-o", str(other), "--method", "maximum")
     assert refused.returncode == 1 and "does not suit task 'mff'" in refused.stderr
+
+
+def test_batch_then_eval_of_the_method_trees_writes_a_report(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs"
+    for folder in ("a", "b"):
+        (pairs / folder).mkdir(parents=True)
+        for index in range(2):
+            _image(pairs / folder / f"scene{index}.png", 3, seed=index + 5 * (folder == "b"))
+    out = tmp_path / "out"
+    fused = _run("batch", str(pairs), "-o", str(out), "--method", "average,laplacian")
+    assert fused.exit_code == 0, fused.output
+    report = tmp_path / "report.html"
+    result = _run(
+        "eval", str(pairs / "a"), str(pairs / "b"), str(out), "--metrics", "SSIM,Qabf",
+        "--report", str(report), "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == {"average", "laplacian"}
+    text = report.read_text()
+    assert "out/laplacian/scene1.png" in text and text.count('<tr class="mean"') == 2
+    missing = _run(
+        "eval", str(pairs / "a"), str(pairs / "b"), str(out),
+        "--report", str(tmp_path / "no" / "such" / "r.html"),
+    )  # fmt: skip
+    assert missing.exit_code == 1 and "choose another --report path" in missing.stderr
