@@ -57,9 +57,9 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from classical import average_fusion, guided_filter_fusion, laplacian_fusion
 from external import TOOLS, ExternalTool, describe_tools, fuse_with_tool
 
+from fusecli.classical import average_fusion, guided_filter_fusion, laplacian_fusion
 from fusecli.color import restore_color
 from fusecli.engine.model import PSLPT
 from fusecli.engine.train.data import held_out_pairs, list_images

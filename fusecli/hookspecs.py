@@ -44,7 +44,7 @@ PREPROCESSING_STEPS: dict[str, str] = {
 """Named preprocessing an input role can ask for, each turning (1, C, H, W) into (1, 1, H, W)."""
 
 RESERVED_NAMES = frozenset(
-    {"batch", "tasks", "plugins", "weights", "demo", "train", "eval", "help", "version"}
+    {"batch", "tasks", "plugins", "weights", "demo", "train", "eval", "help", "version", "methods"}
 )
 """Names of fusecli's own commands, which a task cannot take."""
 
@@ -233,4 +233,112 @@ def fusecli_register_tasks(registry: TaskRegistrar) -> None:
 
     Returns:
         Nothing: tasks are added through ``registry``.
+    """
+
+
+@dataclass(frozen=True)
+class MethodInput:
+    """What a fusion method gets: the sources as the task prepared them, and where to run.
+
+    Attributes:
+        images: the sources in role order, each (1, 1, H, W) float in [0, 1] on the CPU, one
+            size; already reduced to one channel by each role's preprocessing. The method
+            returns the fused (1, 1, H, W) image in [0, 1]; fusecli puts the colour back with
+            the task's colour policy, as it does for the network.
+        task: the task being run.
+        weights: a weights file the user gave, or None (only methods with weights use it).
+        device: where the user asked fusion to run, e.g. ``"cpu"``.
+        tile_size: tile side for tiled inference, or None to choose.
+        progress: called as ``progress(done, total)`` by methods that work in steps, or None.
+    """
+
+    images: tuple[torch.Tensor, ...]
+    task: TaskSpec
+    weights: str | None = None
+    device: str = "cpu"
+    tile_size: int | None = None
+    progress: Callable[[int, int], None] | None = None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A fusion method a plugin registers: how images are fused, whatever the task.
+
+    Attributes:
+        name: method name, lower case, e.g. ``"laplacian"`` (``--method laplacian``).
+        help: one-line summary shown by ``fuse methods``.
+        fuse: the method, called with a :class:`MethodInput`; returns (1, 1, H, W) in [0, 1].
+        faf_sets: the task families it suits, by their FAF set (1: multi-focus and
+            multi-exposure, 2: infrared/visible and medical); default both.
+        tasks: task names it is limited to, or None for every task of ``faf_sets``.
+        stacks: True if it fuses any number of sources, False if only two.
+    """
+
+    name: str
+    help: str
+    fuse: Callable[[MethodInput], torch.Tensor]
+    faf_sets: tuple[int, ...] = (1, 2)
+    tasks: tuple[str, ...] | None = None
+    stacks: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            problems.append("name must be 1-32 lower-case letters, digits, '-' or '_'")
+        if not isinstance(self.help, str) or not self.help.strip() or "\n" in self.help:
+            problems.append("help must be one non-empty line")
+        if not callable(self.fuse):
+            problems.append("fuse must be a function of a MethodInput")
+        if not isinstance(self.faf_sets, tuple) or not set(self.faf_sets) <= {1, 2}:
+            problems.append(f"faf_sets must be a tuple of 1 and/or 2, not {self.faf_sets!r}")
+        if self.tasks is not None and not (
+            isinstance(self.tasks, tuple) and all(isinstance(t, str) for t in self.tasks)
+        ):
+            problems.append("tasks must be None or a tuple of task names")
+        if problems:
+            raise PluginError(f"method {self.name!r} is invalid: {'; '.join(problems)}")
+
+    def unsuitable_for(self, task: TaskSpec, count: int) -> str | None:
+        """Why this method cannot fuse ``count`` sources of ``task``, or None if it can."""
+        if self.tasks is not None and task.name not in self.tasks:
+            return f"method {self.name!r} fuses only the tasks {', '.join(self.tasks)}"
+        if self.tasks is None and task.faf_set not in self.faf_sets:
+            return f"method {self.name!r} does not suit task {task.name!r}"
+        if not self.stacks and count != 2:
+            return f"method {self.name!r} fuses exactly two sources, got {count}"
+        return None
+
+    def supports_text(self) -> str:
+        """What it suits, e.g. ``"mff, mef; pairs and stacks"`` (tasks) or ``"FAF sets 1, 2"``."""
+        which = (
+            ", ".join(self.tasks)
+            if self.tasks is not None
+            else "FAF set"
+            + ("s " if len(self.faf_sets) > 1 else " ")
+            + ", ".join(str(s) for s in self.faf_sets)
+        )
+        return f"{which}; {'pairs and stacks' if self.stacks else 'pairs only'}"
+
+
+class MethodRegistrar(Protocol):
+    """What ``fusecli_register_methods`` receives: something to register methods on."""
+
+    def register(self, spec: MethodSpec) -> None:
+        """Add one method; two packages registering one name is an error when it is used."""
+
+
+@hookspec
+def fusecli_register_methods(registry: MethodRegistrar) -> None:
+    """Register the fusion methods that this plugin provides.
+
+    When it runs: once per process, right after the same plugin's ``fusecli_register_tasks``
+    (when the task catalog is loaded). A plugin may implement either hook or both.
+
+    Args:
+        registry: call ``registry.register(MethodSpec(...))`` once per method. A plugin whose
+            implementation raises registers none of its methods (nor its tasks); fusecli prints
+            one warning naming it.
+
+    Returns:
+        Nothing: methods are added through ``registry``.
     """

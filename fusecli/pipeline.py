@@ -20,7 +20,7 @@ from fusecli.align import AlignedFrames, FrameMotion, align_frames
 from fusecli.color import luminance, restore_color
 from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
 from fusecli.errors import FuseError, WeightsError
-from fusecli.hookspecs import TaskSpec
+from fusecli.hookspecs import MethodInput, MethodSpec, TaskSpec
 from fusecli.io import (
     LoadedImage,
     check_encoding,
@@ -202,6 +202,60 @@ def _fuse(
     return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
 
 
+def fuse_with_method(
+    method: MethodSpec,
+    spec: TaskSpec,
+    sources: Sequence[torch.Tensor],
+    *,
+    weights: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    tile_size: int | None = None,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Fuse registered sources with a fusion method, the task's preprocessing and colour policy.
+
+    Args:
+        method: the fusion method (e.g. from the plugin catalog).
+        spec: the task.
+        sources: (1, C, H, W) float tensors in [0, 1] of one size, C in {1, 3}, in role order.
+        weights, device, tile_size, progress: passed to the method (see MethodInput).
+
+    Returns:
+        (1, C_out, H, W) float in [0, 1] on the CPU; C_out is 1 when every source is grayscale.
+
+    Raises:
+        FuseError: the number of sources suits the task or the method not, or the method
+            returned an image of the wrong shape.
+    """
+    check_input_count(spec, len(sources))
+    check_method(method, spec, len(sources))
+    luma = tuple(image.cpu() for image in network_inputs(spec, sources))
+    request = MethodInput(
+        images=luma,
+        task=spec,
+        weights=None if weights is None else str(weights),
+        device=str(device),
+        tile_size=tile_size,
+        progress=progress,
+    )
+    fused_y = method.fuse(request)
+    expected = tuple(luma[0].shape)
+    if not isinstance(fused_y, torch.Tensor) or tuple(fused_y.shape) != expected:
+        got = tuple(fused_y.shape) if isinstance(fused_y, torch.Tensor) else type(fused_y).__name__
+        raise FuseError(
+            f"fusion method {method.name!r} returned {got}, expected a tensor of shape {expected}"
+        )
+    fused = restore_color(fused_y.to(luma[0].dtype), [s.cpu() for s in sources], spec.color)
+    return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0)
+
+
+def check_method(method: MethodSpec, spec: TaskSpec, count: int) -> None:
+    """Raise FuseError unless ``method`` can fuse ``count`` sources of ``spec``."""
+    reason = method.unsuitable_for(spec, count)
+    if reason is not None:
+        raise FuseError(reason, remedy="choose another fusion method", hint="method")
+
+
 @dataclass(frozen=True)
 class FusedFile:
     """What :func:`fuse_files` wrote.
@@ -209,7 +263,7 @@ class FusedFile:
     Attributes:
         output: the file written.
         sources: the source files, in role order.
-        weights: the weights file the network came from.
+        weights: the weights file the network came from, or None (a method without a network).
         width, height: size of the output (the first source's size).
         channels: 1 (grey) or 3 (colour).
         bit_depth: bits per channel stored (JPEG and BMP hold 8 whatever the sources).
@@ -223,7 +277,7 @@ class FusedFile:
 
     output: Path
     sources: tuple[Path, ...]
-    weights: Path
+    weights: Path | None
     width: int
     height: int
     channels: int
@@ -315,6 +369,7 @@ def fuse_files(
     align: bool = False,
     crop: bool = True,
     align_model: str = "homography",
+    method: MethodSpec | None = None,
 ) -> FusedFile:
     """Read source files, fuse them with a task and write the result atomically.
 
@@ -343,6 +398,9 @@ def fuse_files(
         crop: after aligning, keep the region all frames cover; else fill the border by
             repeating edge pixels.
         align_model: ``homography`` or ``affine``.
+        method: a fusion method to use instead of the task's network; the weights file is
+            then only what the method makes of it, and the record's ``weights`` is None
+            unless the method is the network.
 
     Raises:
         FuseError: wrong number of sources, unreadable source or weights, output equal to a
@@ -357,14 +415,29 @@ def fuse_files(
     check_encoding(output, bit_depth=bit_depth, quality=quality, compression=compression)
     if align:
         check_alignable(spec)
-    net, weights_path = open_network(spec, weights, device)
+    weights_path: Path | None = None
+    if method is None:
+        net, weights_path = open_network(spec, weights, device)
+    else:
+        check_method(method, spec, len(paths))
     images = [read_image(path) for path in paths]
     pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=resize)
     aligned = None
     if align:
         aligned = align_sources(spec, pixels, paths, model=align_model, crop=crop)
         pixels = aligned.frames
-    fused = _fuse(net, spec, pixels, tile_size, progress)
+    if method is None:
+        fused = _fuse(net, spec, pixels, tile_size, progress)
+    else:
+        fused = fuse_with_method(
+            method,
+            spec,
+            pixels,
+            weights=weights,
+            device=device,
+            tile_size=tile_size,
+            progress=progress,
+        )
     reference = images[reference_index(spec, len(images))]
     metadata = reference.metadata if keep_metadata else None
     written = write_image(

@@ -27,7 +27,7 @@ import pluggy
 
 from fusecli import hookspecs
 from fusecli.errors import PluginError
-from fusecli.hookspecs import TaskSpec
+from fusecli.hookspecs import MethodSpec, TaskSpec
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 DISABLE_AUTOLOAD_ENV = "FUSECLI_DISABLE_PLUGIN_AUTOLOAD"
@@ -45,6 +45,7 @@ class PluginInfo:
         status: ``"loaded"``, ``"failed"`` or ``"disabled"`` (autoload turned off).
         tasks: names of the tasks it registered.
         message: why it failed or was not loaded.
+        methods: names of the fusion methods it registered.
     """
 
     name: str
@@ -53,6 +54,7 @@ class PluginInfo:
     status: str
     tasks: tuple[str, ...] = ()
     message: str = ""
+    methods: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,15 @@ class RegisteredTask:
     """A task together with the plugin and package it came from."""
 
     spec: TaskSpec
+    plugin: str
+    package: str
+
+
+@dataclass(frozen=True)
+class RegisteredMethod:
+    """A fusion method together with the plugin and package it came from."""
+
+    spec: MethodSpec
     plugin: str
     package: str
 
@@ -73,12 +84,16 @@ class TaskCatalog:
         plugins: every plugin found, loaded or not, in load order.
         warnings: one line per broken plugin.
         conflicts: task name -> one line naming every package that registered it.
+        methods: method name -> the first registration of that name.
+        method_conflicts: method name -> one line naming every package that registered it.
     """
 
     tasks: dict[str, RegisteredTask] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     conflicts: dict[str, str] = field(default_factory=dict)
+    methods: dict[str, RegisteredMethod] = field(default_factory=dict)
+    method_conflicts: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> RegisteredTask:
         """Return the task called ``name``.
@@ -93,6 +108,21 @@ class TaskCatalog:
             raise PluginError(f"no task named {name!r} is installed (tasks: {known})")
         return self.tasks[name]
 
+    def get_method(self, name: str) -> RegisteredMethod:
+        """Return the fusion method called ``name``.
+
+        Raises:
+            PluginError: no such method, or two packages registered it.
+        """
+        if name in self.method_conflicts:
+            raise PluginError(self.method_conflicts[name])
+        if name not in self.methods:
+            known = ", ".join(sorted(self.methods)) or "none"
+            raise PluginError(
+                f"no fusion method named {name!r} is installed (methods: {known})", hint="method"
+            )
+        return self.methods[name]
+
 
 class _PluginRegistrar:
     """The ``registry`` one plugin's hook receives; it stamps each task with its origin."""
@@ -106,6 +136,20 @@ class _PluginRegistrar:
         if not isinstance(spec, TaskSpec):
             raise PluginError(f"register() takes a fusecli.hookspecs.TaskSpec, not {spec!r}")
         self.registered.append(RegisteredTask(spec, self.plugin, self.package))
+
+
+class _MethodRegistrar:
+    """The ``registry`` one plugin's method hook receives; it stamps each method with its origin."""
+
+    def __init__(self, plugin: str, package: str) -> None:
+        self.plugin = plugin
+        self.package = package
+        self.registered: list[RegisteredMethod] = []
+
+    def register(self, spec: MethodSpec) -> None:
+        if not isinstance(spec, MethodSpec):
+            raise PluginError(f"register() takes a fusecli.hookspecs.MethodSpec, not {spec!r}")
+        self.registered.append(RegisteredMethod(spec, self.plugin, self.package))
 
 
 def autoload_enabled() -> bool:
@@ -184,31 +228,53 @@ def load_catalog(
         except Exception as exc:  # pluggy rejects malformed hookimpls and duplicate objects
             _fail(catalog, name, package, module_name, "has a malformed hook", exc)
             continue
-        impls = [
-            impl
-            for impl in manager.hook.fusecli_register_tasks.get_hookimpls()
-            if impl.plugin is plugin
-        ]
         registrar = _PluginRegistrar(name, package)
+        method_registrar = _MethodRegistrar(name, package)
         try:
             # Called one plugin at a time (not through manager.hook) so that a plugin raising
-            # here loses only its own tasks.
-            for impl in impls:
+            # here loses only its own tasks and methods.
+            for impl in _impls_of(manager.hook.fusecli_register_tasks, plugin):
                 impl.function(registry=registrar)
+            for impl in _impls_of(manager.hook.fusecli_register_methods, plugin):
+                impl.function(registry=method_registrar)
         except Exception as exc:
             manager.unregister(plugin)
-            _fail(catalog, name, package, module_name, "failed while registering tasks", exc)
+            _fail(catalog, name, package, module_name, "failed while registering", exc)
             continue
         _add_tasks(catalog, registrar.registered)
+        _add_methods(catalog, method_registrar.registered)
         task_names = tuple(task.spec.name for task in registrar.registered)
-        catalog.plugins.append(PluginInfo(name, package, module_name, "loaded", task_names))
+        method_names = tuple(method.spec.name for method in method_registrar.registered)
+        catalog.plugins.append(
+            PluginInfo(name, package, module_name, "loaded", task_names, methods=method_names)
+        )
     return catalog
+
+
+def _impls_of(hook: pluggy.HookCaller, plugin: object) -> list[pluggy.HookImpl]:
+    return [impl for impl in hook.get_hookimpls() if impl.plugin is plugin]
+
+
+def _add_methods(catalog: TaskCatalog, methods: Sequence[RegisteredMethod]) -> None:
+    for method in methods:
+        name = method.spec.name
+        first = catalog.methods.get(name)
+        if first is None:
+            catalog.methods[name] = method
+            continue
+        catalog.method_conflicts[name] = (
+            f"fusion method {name!r} is registered by two packages, {first.package} (plugin "
+            f"{first.plugin!r}) and {method.package} (plugin {method.plugin!r}); uninstall one"
+        )
 
 
 def _fail(
     catalog: TaskCatalog, name: str, package: str, module: str, what: str, exc: BaseException
 ) -> None:
-    message = f"plugin {name!r} ({package}) {what} ({_one_line(exc)}); its tasks are unavailable"
+    message = (
+        f"plugin {name!r} ({package}) {what} ({_one_line(exc)}); "
+        "its tasks and methods are unavailable"
+    )
     catalog.warnings.append(message)
     catalog.plugins.append(PluginInfo(name, package, module, "failed", message=_one_line(exc)))
 

@@ -56,3 +56,29 @@ def make_plugin_distribution(
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[fusecli]\n{entry_name or module} = {module}\n")
     return root
+
+
+MAXIMUM_METHOD_MODULE = '''
+"""Per-pixel maximum, a third-party fusecli method plugin used by the tests and the docs."""
+
+import torch
+
+from fusecli.hookspecs import MethodSpec, hookimpl
+
+
+def fuse_maximum(request):
+    return torch.stack(request.images).amax(dim=0)
+
+
+@hookimpl
+def fusecli_register_methods(registry):
+    registry.register(
+        MethodSpec(
+            name="maximum",
+            help="Per-pixel maximum of the sources.",
+            fuse=fuse_maximum,
+            faf_sets=(2,),
+            stacks=False,
+        )
+    )
+'''

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from fusecli import filters
+from fusecli import classical, filters
 from fusecli.engine import losses
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import classical
 
 
 def test_gaussian_taps_are_normalised_and_default_to_three_sigma() -> None:

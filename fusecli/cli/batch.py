@@ -51,6 +51,7 @@ from fusecli.cli.common import (
 )
 from fusecli.errors import FuseError
 from fusecli.io import SUPPORTED_EXTENSIONS, check_encoding, image_files, natural_key
+from fusecli.methods import DEFAULT_METHOD
 from fusecli.pipeline import fuse_files
 from fusecli.plugins import TaskCatalog, get_catalog
 
@@ -62,6 +63,7 @@ class Job:
     task: str
     sources: tuple[Path, ...]
     output: Path
+    method: str = DEFAULT_METHOD
 
 
 @dataclass
@@ -337,6 +339,7 @@ def _dry_run(jobs: Sequence[Job], problems: list[str], overwrite: bool, json_out
     rows = [
         {
             "task": job.task,
+            "method": job.method,
             "sources": [str(p) for p in job.sources],
             "output": str(job.output),
             "action": "skip (exists)" if job.output.exists() and not overwrite else "fuse",
@@ -393,6 +396,13 @@ def batch(
     quality: int | None = quality_option(),
     compression: str | None = compression_option(),
     json_out: bool = json_option("Print a JSON summary on stdout."),
+    methods_text: str | None = typer.Option(
+        None,
+        "--method",
+        metavar="NAME[,NAME...]",
+        help="Fusion methods from `fuse methods`, comma-separated; each writes its own tree "
+        "OUTPUT/<method>/. Default: pslpt, straight into OUTPUT.",
+    ),
 ) -> None:
     """Fuse every pair or stack found in a folder tree; rerun to resume.
 
@@ -416,7 +426,7 @@ def batch(
         Path(f"output{suffix}"), bit_depth=bit_depth, quality=quality, compression=compression
     )
     rank, world = parse_shard(shard_text)
-    plan = plan_batch(folder, outdir, catalog, task=task, ext=suffix)
+    plan = _plan_methods(folder, outdir, catalog, task, suffix, methods_text)
     if not plan.jobs and not plan.problems:
         raise FuseError(
             f"{folder} holds no pairs or stacks; see `fuse batch --help` for the layouts"
@@ -443,6 +453,32 @@ def batch(
         raise typer.Exit(130)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _plan_methods(
+    folder: Path,
+    outdir: Path,
+    catalog: TaskCatalog,
+    task: str | None,
+    suffix: str,
+    methods_text: str | None,
+) -> Plan:
+    """The batch plan, once per ``--method`` name under OUTPUT/<method>/ when names are given."""
+    if methods_text is None:
+        return plan_batch(folder, outdir, catalog, task=task, ext=suffix)
+    names = [name.strip() for name in methods_text.split(",") if name.strip()]
+    if not names:
+        raise FuseError("--method names no fusion method; see `fuse methods`")
+    for name in names:
+        catalog.get_method(name)  # fail before any work on an unknown or ambiguous name
+    # Planned once against OUTPUT, so no method's tree is searched for inputs.
+    found = plan_batch(folder, outdir, catalog, task=task, ext=suffix)
+    jobs = [
+        Job(job.task, job.sources, outdir / name / job.output.relative_to(outdir), name)
+        for name in dict.fromkeys(names)
+        for job in found.jobs
+    ]
+    return Plan(jobs=jobs, problems=found.problems)
 
 
 def _run(
@@ -478,6 +514,7 @@ def _run(
             for job in todo:
                 try:
                     spec = catalog.get(job.task).spec
+                    method = catalog.get_method(job.method).spec
                     job.output.parent.mkdir(parents=True, exist_ok=True)
                     fuse_files(
                         spec, job.sources, job.output, weights=weights, device=device,
@@ -485,6 +522,7 @@ def _run(
                         align=files.align, crop=files.crop, keep_metadata=files.keep_metadata,
                         bit_depth=files.bit_depth, quality=files.quality,
                         compression=files.compression,
+                        method=None if method.name == DEFAULT_METHOD else method,
                     )  # fmt: skip
                     summary.done.append(str(job.output))
                 except FuseError as exc:

@@ -22,6 +22,7 @@ HINTS: dict[str, str] = {
     "sources": "see `fuse {command} --help`",
     "reference": "pass one with --ref.",
     "metrics": "leave it out with --metrics.",
+    "method": "see `fuse methods` for the methods and what they suit",
 }
 
 
@@ -176,4 +177,13 @@ def crop_option() -> Any:
         "--crop/--no-crop",
         help="After --align, keep only the region every frame covers (default), or keep the "
         "full frame and fill its border by repeating edge pixels.",
+    )
+
+
+def method_option(help_text: str = "") -> typer.models.OptionInfo:
+    """``--method``: a fusion method from ``fuse methods``; the network (pslpt) by default."""
+    return typer.Option(
+        "pslpt",
+        "--method",
+        help=help_text or "Fusion method, from `fuse methods` (default: pslpt, the network).",
     )

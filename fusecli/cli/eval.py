@@ -26,6 +26,7 @@ from fusecli.metrics import (
     REFERENCE_METRICS,
     compute_metrics_many,
 )
+from fusecli.report import ReportImage, write_report
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,45 @@ def write_csv(path: Path, summaries: dict[str, Summary]) -> None:
         ) from None
 
 
+def method_folders(fused: list[Path]) -> list[Path]:
+    """FUSED as given, or the method subfolders of a single folder holding only subfolders.
+
+    ``fuse batch --method a,b`` writes OUTPUT/a/ and OUTPUT/b/; giving OUTPUT compares them.
+    """
+    if len(fused) != 1 or not fused[0].is_dir():
+        return fused
+    entries = [p for p in fused[0].iterdir() if not p.name.startswith(".")]
+    folders = sorted(p for p in entries if p.is_dir())
+    if folders and len(folders) == len(entries):
+        return folders
+    return fused
+
+
+def _write_report(
+    path: Path, plan: list[Job], summaries: dict[str, Summary], sources: tuple[Path, Path]
+) -> None:
+    labels = [p.name if p.is_dir() else "SRC_A" for p in sources]
+    if labels[0] == labels[1]:
+        labels = ["SRC_A", "SRC_B"]
+    methods = list(summaries)
+    images = [
+        ReportImage(
+            job.stem,
+            ((labels[0], job.source_a), (labels[1], job.source_b)),
+            dict(zip(methods, job.fused, strict=True)),
+        )
+        for job in plan
+    ]
+    metric_names = list(next(iter(summaries.values()))["mean"])
+    higher = {name: METRICS[name].higher_is_better for name in metric_names}
+    try:
+        write_report(path, images, {m: s["images"] for m, s in summaries.items()}, higher)
+    except OSError as exc:
+        raise FuseError(
+            f"cannot write {path} ({exc.strerror}); choose another --report path."
+        ) from None
+
+
 def _parse_metrics(text: str | None) -> list[str] | None:
     if text is None:
         return None
@@ -312,6 +352,12 @@ def register(app: typer.Typer) -> None:
             help="Images evaluated in parallel (threads); each keeps its sources' "
             "intermediates in memory.",
         ),
+        report_path: Path | None = typer.Option(
+            None,
+            "--report",
+            help="Also write an HTML report comparing the methods: sortable table, bar charts, "
+            "each image with a wipe slider and zoom (full images linked relative to it).",
+        ),
         colour: str = typer.Option(
             "channels",
             "--colour",
@@ -324,7 +370,8 @@ def register(app: typer.Typer) -> None:
         if colour not in COLOUR_MODES:
             raise FuseError(f"unknown --colour {colour!r}; choose from {', '.join(COLOUR_MODES)}.")
         names = _parse_metrics(metrics)
-        plan = plan_jobs(source_a, source_b, list(fused), reference)
+        fused = method_folders(list(fused))
+        plan = plan_jobs(source_a, source_b, fused, reference)
         # A transient progress bar on stderr, only when it is a terminal (big folders take minutes).
         progress_console = Console(stderr=True)
         with Progress(
@@ -352,6 +399,8 @@ def register(app: typer.Typer) -> None:
         }
         if csv_path is not None:
             write_csv(csv_path, summaries)
+        if report_path is not None:
+            _write_report(report_path, plan, summaries, (source_a, source_b))
         if as_json:
             payload = next(iter(summaries.values())) if len(summaries) == 1 else summaries
             typer.echo(json.dumps(_finite_or_null(payload), indent=2))

@@ -19,6 +19,7 @@ from fusecli.cli.common import (
     crop_option,
     depth_option,
     json_option,
+    method_option,
     options_of,
     overwrite_option,
     parse_depth,
@@ -27,9 +28,16 @@ from fusecli.cli.common import (
     tile_option,
     weights_option,
 )
-from fusecli.hookspecs import TaskSpec
+from fusecli.hookspecs import MethodSpec, TaskSpec
+from fusecli.methods import DEFAULT_METHOD
 from fusecli.pipeline import FusedFile, fuse_files
 from fusecli.plugins import get_catalog
+
+
+def chosen_method(name: str) -> MethodSpec | None:
+    """The ``--method`` to pass to the pipeline; None for the task's own network (pslpt)."""
+    method = get_catalog().get_method(name.strip())  # raises if unknown or ambiguous
+    return None if method.spec.name == DEFAULT_METHOD else method.spec
 
 
 def describe_task(spec: TaskSpec) -> str:
@@ -83,17 +91,20 @@ def tile_progress(console: Console) -> tuple[Progress | None, Callable[[int, int
     return progress, update
 
 
-def result_record(spec: TaskSpec, result: FusedFile, device: torch.device) -> dict[str, object]:
+def result_record(
+    spec: TaskSpec, result: FusedFile, device: torch.device, method: str = DEFAULT_METHOD
+) -> dict[str, object]:
     """The ``--json`` record of one fused file."""
     return {
         "task": spec.name,
+        "method": method,
         "sources": [str(p) for p in result.sources],
         "output": str(result.output),
         "width": result.width,
         "height": result.height,
         "channels": result.channels,
         "bit_depth": result.bit_depth,
-        "weights": str(result.weights),
+        "weights": None if result.weights is None else str(result.weights),
         "device": str(device),
         "seconds": round(result.seconds, 3),
         "metadata_from": str(result.metadata_from) if result.metadata_from else None,
@@ -139,8 +150,10 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
         align: bool = align_option(),
         crop: bool = crop_option(),
         json_out: bool = json_option("Print a JSON record on stdout."),
+        method_name: str = method_option(),
     ) -> None:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
+        method = chosen_method(method_name)
         device = options_of(ctx).device
         progress, update = tile_progress(Console(stderr=True))
         with progress or nullcontext():
@@ -160,11 +173,13 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 compression=compression,
                 align=align,
                 crop=crop,
+                method=method,
             )
         for note in result.notes:
             typer.echo(f"note: {note}", err=True)
         if json_out:
-            typer.echo(json.dumps(result_record(task.spec, result, device)))
+            record = result_record(task.spec, result, device, method_name.strip())
+            typer.echo(json.dumps(record))
         else:
             colour = "colour" if result.channels == 3 else "grey"
             typer.echo(

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "batch",
     "align",
     "tasks",
+    "methods",
     "weights",
     "demo",
     "eval",

@@ -1,15 +1,10 @@
-"""Tests of the classical baselines used by the results table."""
-
-import sys
-from pathlib import Path
+"""Tests of the classical fusion methods (fusecli.classical)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-from classical import (
+from fusecli.classical import (
     average_fusion,
     box_mean,
     guided_filter,

@@ -1,6 +1,12 @@
-"""Classical fusion baselines (average, Laplacian pyramid) for the results table; not in fusecli."""
+"""Classical fusion methods (average, Laplacian pyramid, guided filter, Mertens exposure fusion).
+
+Pure torch on (B, C, H, W) float images in [0, 1]; fusecli.methods registers them as fusion
+methods, and benchmarks/ compares them with the network.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -269,3 +275,99 @@ def guided_filter_fusion_many(sources: list[torch.Tensor]) -> torch.Tensor:
 def guided_filter_fusion(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Guided-filter fusion of two single-channel (B, 1, H, W) sources in [0, 1]."""
     return guided_filter_fusion_many([a, b])
+
+
+def average_fusion_many(sources: list[torch.Tensor]) -> torch.Tensor:
+    """Per-pixel mean of N >= 1 sources of one shape; (B, C, H, W) each -> (B, C, H, W)."""
+    _check_same_shape(sources)
+    return torch.stack(list(sources)).mean(dim=0)
+
+
+def laplacian_fusion_many(sources: list[torch.Tensor], *, levels: int = 4) -> torch.Tensor:
+    """Laplacian-pyramid fusion of N >= 1 sources: per band, the detail of largest magnitude.
+
+    Args:
+        sources: (B, C, H, W) float images in [0, 1], one shape.
+        levels: number of detail bands.
+
+    Returns:
+        (B, C, H, W) fused image clamped to [0, 1]; the base band is the mean of the sources'.
+    """
+    _check_same_shape(sources)
+    pyramids = [laplacian_pyramid(s, levels) for s in sources]
+    fused = []
+    for band in range(len(pyramids[0]) - 1):
+        details = torch.stack([p[band] for p in pyramids])
+        choice = details.abs().argmax(dim=0, keepdim=True)
+        fused.append(details.gather(0, choice)[0])
+    fused.append(torch.stack([p[-1] for p in pyramids]).mean(dim=0))
+    return reconstruct_pyramid(fused).clamp(0.0, 1.0)
+
+
+# Exposure fusion (Mertens, Kautz, Van Reeth, "Exposure Fusion", Pacific Graphics 2007), written
+# from the paper: per-pixel weights contrast^wc * well-exposedness^we (Gaussian around 0.5,
+# sigma 0.2), normalised over the sources, then blended in a Laplacian pyramid of the images with
+# a Gaussian pyramid of the weights. fusecli fuses luminance and puts colour back with the task's
+# colour policy, so the paper's saturation term (which needs RGB) is left out here.
+MERTENS_SIGMA = 0.2
+MERTENS_EPS = 1e-12
+
+
+def mertens_weights(
+    sources: list[torch.Tensor], *, contrast_weight: float = 1.0, exposure_weight: float = 1.0
+) -> torch.Tensor:
+    """Normalised Mertens weights of N single-channel sources.
+
+    Args:
+        sources: N (B, 1, H, W) float images in [0, 1], one shape.
+        contrast_weight: exponent of the contrast measure (absolute 3x3 Laplacian).
+        exposure_weight: exponent of the well-exposedness measure.
+
+    Returns:
+        (N, B, 1, H, W) weights summing to one over N at every pixel (equal where all are 0).
+    """
+    images = torch.stack(list(sources))
+    contrast = torch.stack([_filter_replicate(s, _LAPLACIAN_3x3).abs() for s in sources])
+    exposure = torch.exp(-((images - 0.5) ** 2) / (2 * MERTENS_SIGMA**2))
+    raw = contrast**contrast_weight * exposure**exposure_weight + MERTENS_EPS
+    return raw / raw.sum(dim=0, keepdim=True)
+
+
+def mertens_fusion_many(sources: list[torch.Tensor], *, levels: int | None = None) -> torch.Tensor:
+    """Mertens exposure fusion of N >= 1 registered single-channel sources.
+
+    Args:
+        sources: (B, 1, H, W) float images in [0, 1], one shape.
+        levels: detail bands of the blending pyramid; default: down to about 8 pixels.
+
+    Returns:
+        (B, 1, H, W) fused image clamped to [0, 1].
+    """
+    _check_same_shape(sources)
+    if sources[0].shape[1] != 1:
+        raise ValueError(
+            f"Mertens fusion takes single-channel sources, got {tuple(sources[0].shape)}"
+        )
+    if levels is None:
+        levels = max(int(math.log2(max(min(sources[0].shape[-2:]), 1))) - 3, 1)
+    weights = mertens_weights(sources)
+    fused: list[torch.Tensor] | None = None
+    for source, weight in zip(sources, weights, strict=True):
+        bands = laplacian_pyramid(source, levels)
+        weight_bands = [weight]
+        for _ in bands[1:]:
+            weight_bands.append(_down(weight_bands[-1]))
+        blended = [b * w for b, w in zip(bands, weight_bands, strict=True)]
+        fused = blended if fused is None else [f + b for f, b in zip(fused, blended, strict=True)]
+    assert fused is not None
+    return reconstruct_pyramid(fused).clamp(0.0, 1.0)
+
+
+def _check_same_shape(sources: list[torch.Tensor]) -> None:
+    if not sources:
+        raise ValueError("fusion needs at least one source")
+    shape = sources[0].shape
+    if any(s.shape != shape for s in sources):
+        raise ValueError(
+            "sources must have one shape, got " + ", ".join(str(tuple(s.shape)) for s in sources)
+        )
