@@ -96,8 +96,11 @@ def _page_socket_url(port: int) -> str:
 async def _interact(url: str) -> dict:
     async with websockets.connect(url, max_size=None) as socket:
         tools = _DevTools(socket)
-        for _ in range(100):
-            if await tools.evaluate("document.readyState") == "complete":
+        # The page target can still show about:blank (readyState "complete") while Chromium
+        # loads the report on a busy machine: wait for the report itself, up to a minute.
+        loaded = "document.readyState === 'complete' && !!document.getElementById('metrics')"
+        for _ in range(600):
+            if await tools.evaluate(loaded):
                 break
             await asyncio.sleep(0.1)
         state: dict = {}
