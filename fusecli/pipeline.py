@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from fusecli.align import AlignedFrames, FrameMotion, align_frames
 from fusecli.color import luminance, restore_color
 from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
+from fusecli.engine.precision import resolve_precision
 from fusecli.errors import FuseError, WeightsError
 from fusecli.hookspecs import MethodInput, MethodSpec, TaskSpec
 from fusecli.io import (
@@ -167,6 +168,7 @@ def fuse_sources(
     *,
     tile_size: int | None = None,
     progress: Progress | None = None,
+    precision: str = "auto",
 ) -> torch.Tensor:
     """Fuse registered sources with a task's preprocessing, FAF set and colour policy.
 
@@ -176,15 +178,18 @@ def fuse_sources(
         sources: (1, C, H, W) float tensors in [0, 1] of one size, C in {1, 3}, in role order.
         tile_size: tile side for tiled inference; None picks one that fits in memory.
         progress: see :data:`Progress`.
+        precision: ``fp32``, ``bf16`` or ``auto``, see
+            :func:`~fusecli.engine.precision.resolve_precision`.
 
     Returns:
         (1, C_out, H, W) float in [0, 1] on the CPU; C_out is 1 when every source is grayscale.
 
     Raises:
-        FuseError: the number of sources does not suit the task.
+        FuseError: the number of sources does not suit the task, or bf16 is not native here.
     """
     check_input_count(spec, len(sources))
-    return _fuse(net, spec, sources, tile_size, progress)
+    device = next(net.parameters()).device
+    return _fuse(net, spec, sources, tile_size, progress, resolve_precision(precision, device))
 
 
 def _fuse(
@@ -193,11 +198,14 @@ def _fuse(
     sources: Sequence[torch.Tensor],
     tile_size: int | None,
     progress: Progress | None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """:func:`fuse_sources` once the number of sources is known to suit the task."""
     luma = network_inputs(spec, sources)
     with torch.inference_mode():
-        fused_y = fuse_tiled(net, luma, spec.faf_set, tile_size=tile_size, progress=progress)
+        fused_y = fuse_tiled(
+            net, luma, spec.faf_set, tile_size=tile_size, progress=progress, precision=precision
+        )
     fused = restore_color(fused_y, list(sources), spec.color)
     return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
 
@@ -370,6 +378,7 @@ def fuse_files(
     crop: bool = True,
     align_model: str = "homography",
     method: MethodSpec | None = None,
+    precision: str = "auto",
 ) -> FusedFile:
     """Read source files, fuse them with a task and write the result atomically.
 
@@ -401,11 +410,14 @@ def fuse_files(
         method: a fusion method to use instead of the task's network; the weights file is
             then only what the method makes of it, and the record's ``weights`` is None
             unless the method is the network.
+        precision: ``fp32``, ``bf16`` or ``auto`` for the network, see
+            :func:`~fusecli.engine.precision.resolve_precision`.
 
     Raises:
         FuseError: wrong number of sources, unreadable source or weights, output equal to a
             source or not writable, sizes differ without ``resize``, an encoding setting the
-            output format cannot honour, a frame that cannot be registered.
+            output format cannot honour, a frame that cannot be registered, bf16 where it
+            is not native.
     """
     start = time.perf_counter()
     paths = tuple(Path(p) for p in sources)
@@ -413,6 +425,7 @@ def fuse_files(
     check_input_count(spec, len(paths))
     check_output(paths, output, overwrite=overwrite)
     check_encoding(output, bit_depth=bit_depth, quality=quality, compression=compression)
+    precision = resolve_precision(precision, device)
     if align:
         check_alignable(spec)
     weights_path: Path | None = None
@@ -427,7 +440,7 @@ def fuse_files(
         aligned = align_sources(spec, pixels, paths, model=align_model, crop=crop)
         pixels = aligned.frames
     if method is None:
-        fused = _fuse(net, spec, pixels, tile_size, progress)
+        fused = _fuse(net, spec, pixels, tile_size, progress, precision)
     else:
         fused = fuse_with_method(
             method,

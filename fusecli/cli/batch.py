@@ -44,11 +44,13 @@ from fusecli.cli.common import (
     output_folder_option,
     overwrite_option,
     parse_depth,
+    precision_option,
     quality_option,
     strip_option,
     tile_option,
     weights_option,
 )
+from fusecli.engine.precision import resolve_precision
 from fusecli.errors import FuseError
 from fusecli.io import SUPPORTED_EXTENSIONS, check_encoding, image_files, natural_key
 from fusecli.methods import DEFAULT_METHOD
@@ -308,6 +310,7 @@ class FileOptions:
     bit_depth: int | None = None
     quality: int | None = None
     compression: str | None = None
+    precision: str = "auto"
 
 
 @dataclass
@@ -403,6 +406,7 @@ def batch(
         help="Fusion methods from `fuse methods`, comma-separated; each writes its own tree "
         "OUTPUT/<method>/. Default: pslpt, straight into OUTPUT.",
     ),
+    precision: str = precision_option(),
 ) -> None:
     """Fuse every pair or stack found in a folder tree; rerun to resume.
 
@@ -426,6 +430,8 @@ def batch(
         Path(f"output{suffix}"), bit_depth=bit_depth, quality=quality, compression=compression
     )
     rank, world = parse_shard(shard_text)
+    # Resolved here, so an unusable --precision fails before any folder is searched.
+    precision = resolve_precision(precision, options_of(ctx).device)
     plan = _plan_methods(folder, outdir, catalog, task, suffix, methods_text)
     if not plan.jobs and not plan.problems:
         raise FuseError(
@@ -445,6 +451,7 @@ def batch(
         bit_depth=bit_depth,
         quality=quality,
         compression=compression,
+        precision=precision,
     )
     summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files)
     summary.failed = [{"sources": [], "reason": p} for p in problems] + summary.failed
@@ -521,7 +528,7 @@ def _run(
                         overwrite=overwrite, resize=resize, tile_size=tile,
                         align=files.align, crop=files.crop, keep_metadata=files.keep_metadata,
                         bit_depth=files.bit_depth, quality=files.quality,
-                        compression=files.compression,
+                        compression=files.compression, precision=files.precision,
                         method=None if method.name == DEFAULT_METHOD else method,
                     )  # fmt: skip
                     summary.done.append(str(job.output))
