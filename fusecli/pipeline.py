@@ -10,7 +10,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from fusecli.align import AlignedFrames, FrameMotion, align_frames
 from fusecli.color import luminance, restore_color
 from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
+from fusecli.engine.precision import resolve_precision
 from fusecli.errors import FuseError, WeightsError
 from fusecli.hookspecs import MethodInput, MethodSpec, TaskSpec
 from fusecli.io import (
@@ -167,6 +168,7 @@ def fuse_sources(
     *,
     tile_size: int | None = None,
     progress: Progress | None = None,
+    precision: str = "auto",
 ) -> torch.Tensor:
     """Fuse registered sources with a task's preprocessing, FAF set and colour policy.
 
@@ -176,15 +178,18 @@ def fuse_sources(
         sources: (1, C, H, W) float tensors in [0, 1] of one size, C in {1, 3}, in role order.
         tile_size: tile side for tiled inference; None picks one that fits in memory.
         progress: see :data:`Progress`.
+        precision: ``fp32``, ``bf16`` or ``auto``, see
+            :func:`~fusecli.engine.precision.resolve_precision`.
 
     Returns:
         (1, C_out, H, W) float in [0, 1] on the CPU; C_out is 1 when every source is grayscale.
 
     Raises:
-        FuseError: the number of sources does not suit the task.
+        FuseError: the number of sources does not suit the task, or bf16 is not native here.
     """
     check_input_count(spec, len(sources))
-    return _fuse(net, spec, sources, tile_size, progress)
+    device = next(net.parameters()).device
+    return _fuse(net, spec, sources, tile_size, progress, resolve_precision(precision, device))
 
 
 def _fuse(
@@ -193,11 +198,14 @@ def _fuse(
     sources: Sequence[torch.Tensor],
     tile_size: int | None,
     progress: Progress | None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """:func:`fuse_sources` once the number of sources is known to suit the task."""
     luma = network_inputs(spec, sources)
     with torch.inference_mode():
-        fused_y = fuse_tiled(net, luma, spec.faf_set, tile_size=tile_size, progress=progress)
+        fused_y = fuse_tiled(
+            net, luma, spec.faf_set, tile_size=tile_size, progress=progress, precision=precision
+        )
     fused = restore_color(fused_y, list(sources), spec.color)
     return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
 
@@ -370,6 +378,7 @@ def fuse_files(
     crop: bool = True,
     align_model: str = "homography",
     method: MethodSpec | None = None,
+    precision: str = "auto",
 ) -> FusedFile:
     """Read source files, fuse them with a task and write the result atomically.
 
@@ -401,67 +410,166 @@ def fuse_files(
         method: a fusion method to use instead of the task's network; the weights file is
             then only what the method makes of it, and the record's ``weights`` is None
             unless the method is the network.
+        precision: ``fp32``, ``bf16`` or ``auto`` for the network, see
+            :func:`~fusecli.engine.precision.resolve_precision`.
 
     Raises:
         FuseError: wrong number of sources, unreadable source or weights, output equal to a
             source or not writable, sizes differ without ``resize``, an encoding setting the
-            output format cannot honour, a frame that cannot be registered.
+            output format cannot honour, a frame that cannot be registered, bf16 where it
+            is not native.
+    """
+    job = prepare_job(
+        spec,
+        sources,
+        output,
+        weights=weights,
+        device=device,
+        overwrite=overwrite,
+        resize=resize,
+        tile_size=tile_size,
+        progress=progress,
+        keep_metadata=keep_metadata,
+        bit_depth=bit_depth,
+        quality=quality,
+        compression=compression,
+        align=align,
+        crop=crop,
+        align_model=align_model,
+        method=method,
+        precision=precision,
+    )
+    read_job(job)
+    return write_job(job, fuse_job(job))
+
+
+@dataclass
+class FusionJob:
+    """One :func:`fuse_files` call between its stages: checked, read, fused, written.
+
+    ``fuse_batch``-style callers run the stages of consecutive jobs on different threads
+    (reading the next pair while the network fuses this one); :func:`fuse_files` runs them in
+    turn. The fields after ``start`` are filled by :func:`read_job`.
+
+    Attributes:
+        spec, paths, output, settings: what :func:`fuse_files` was given (settings are its
+            keyword arguments after ``output``, precision resolved).
+        net, weights_path: the network and its weights file (None for another method).
+        start: when the job was prepared (``perf_counter``), for :attr:`FusedFile.seconds`.
+    """
+
+    spec: TaskSpec
+    paths: tuple[Path, ...]
+    output: Path
+    settings: dict
+    net: PSLPT | None
+    weights_path: Path | None
+    start: float
+    images: list[LoadedImage] = field(default_factory=list)
+    pixels: list[torch.Tensor] = field(default_factory=list)
+    aligned: AlignedFrames | None = None
+
+
+def prepare_job(
+    spec: TaskSpec, sources: Sequence[str | os.PathLike], output: str | os.PathLike, **settings
+) -> FusionJob:
+    """Check a :func:`fuse_files` call before any work and open its network.
+
+    Raises:
+        FuseError: see :func:`fuse_files`, except what reading and fusing find.
     """
     start = time.perf_counter()
     paths = tuple(Path(p) for p in sources)
     output = Path(output)
     check_input_count(spec, len(paths))
-    check_output(paths, output, overwrite=overwrite)
-    check_encoding(output, bit_depth=bit_depth, quality=quality, compression=compression)
-    if align:
-        check_alignable(spec)
-    weights_path: Path | None = None
-    if method is None:
-        net, weights_path = open_network(spec, weights, device)
-    else:
-        check_method(method, spec, len(paths))
-    images = [read_image(path) for path in paths]
-    pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=resize)
-    aligned = None
-    if align:
-        aligned = align_sources(spec, pixels, paths, model=align_model, crop=crop)
-        pixels = aligned.frames
-    if method is None:
-        fused = _fuse(net, spec, pixels, tile_size, progress)
-    else:
-        fused = fuse_with_method(
-            method,
-            spec,
-            pixels,
-            weights=weights,
-            device=device,
-            tile_size=tile_size,
-            progress=progress,
-        )
-    reference = images[reference_index(spec, len(images))]
-    metadata = reference.metadata if keep_metadata else None
-    written = write_image(
+    check_output(paths, output, overwrite=settings["overwrite"])
+    check_encoding(
         output,
+        bit_depth=settings["bit_depth"],
+        quality=settings["quality"],
+        compression=settings["compression"],
+    )
+    settings["precision"] = resolve_precision(settings["precision"], settings["device"])
+    if settings["align"]:
+        check_alignable(spec)
+    net, weights_path = None, None
+    if settings["method"] is None:
+        net, weights_path = open_network(spec, settings["weights"], settings["device"])
+    else:
+        check_method(settings["method"], spec, len(paths))
+    return FusionJob(spec, paths, output, settings, net, weights_path, start)
+
+
+def read_job(job: FusionJob) -> None:
+    """Read (and align) a job's sources.
+
+    Raises:
+        FuseError: unreadable sources, sizes that differ without ``resize``, a frame that
+            cannot be registered.
+    """
+    settings = job.settings
+    job.images = [read_image(path) for path in job.paths]
+    names = [str(p) for p in job.paths]
+    job.pixels = match_sizes([i.pixels for i in job.images], names, resize=settings["resize"])
+    if settings["align"]:
+        job.aligned = align_sources(
+            job.spec, job.pixels, job.paths, model=settings["align_model"], crop=settings["crop"]
+        )
+        job.pixels = job.aligned.frames
+
+
+def fuse_job(job: FusionJob) -> torch.Tensor:
+    """Fuse a read job's sources: (1, C_out, H, W) float in [0, 1] on the CPU."""
+    settings = job.settings
+    if job.net is not None:
+        return _fuse(
+            job.net,
+            job.spec,
+            job.pixels,
+            settings["tile_size"],
+            settings["progress"],
+            settings["precision"],
+        )
+    return fuse_with_method(
+        settings["method"],
+        job.spec,
+        job.pixels,
+        weights=settings["weights"],
+        device=settings["device"],
+        tile_size=settings["tile_size"],
+        progress=settings["progress"],
+    )
+
+
+def write_job(job: FusionJob, fused: torch.Tensor) -> FusedFile:
+    """Write a job's fused image atomically, with its metadata; what was written."""
+    settings = job.settings
+    images = job.images
+    bit_depth = settings["bit_depth"]
+    reference = images[reference_index(job.spec, len(images))]
+    metadata = reference.metadata if settings["keep_metadata"] else None
+    written = write_image(
+        job.output,
         fused,
         bit_depth=output_bit_depth(images) if bit_depth is None else bit_depth,
-        overwrite=overwrite,
+        overwrite=settings["overwrite"],
         metadata=metadata,
-        quality=quality,
-        compression=compression,
+        quality=settings["quality"],
+        compression=settings["compression"],
     )
     return FusedFile(
         output=written.path,
-        sources=paths,
-        weights=weights_path,
+        sources=job.paths,
+        weights=job.weights_path,
         width=written.width,
         height=written.height,
         channels=written.channels,
         bit_depth=written.bit_depth,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - job.start,
         metadata_from=reference.path if metadata is not None and not metadata.empty else None,
-        notes=depth_notes(images, output, written.bit_depth) if bit_depth is None else (),
-        motions=tuple(aligned.motions) if aligned else (),
-        crop=aligned.crop if aligned else None,
+        notes=depth_notes(images, job.output, written.bit_depth) if bit_depth is None else (),
+        motions=tuple(job.aligned.motions) if job.aligned else (),
+        crop=job.aligned.crop if job.aligned else None,
     )
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,15 +46,17 @@ from fusecli.cli.common import (
     output_folder_option,
     overwrite_option,
     parse_depth,
+    precision_option,
     quality_option,
     strip_option,
     tile_option,
     weights_option,
 )
+from fusecli.engine.precision import resolve_precision
 from fusecli.errors import FuseError
 from fusecli.io import SUPPORTED_EXTENSIONS, check_encoding, image_files, natural_key
 from fusecli.methods import DEFAULT_METHOD
-from fusecli.pipeline import fuse_files
+from fusecli.pipeline import FusionJob, fuse_job, prepare_job, read_job, write_job
 from fusecli.plugins import TaskCatalog, get_catalog
 
 
@@ -308,6 +312,7 @@ class FileOptions:
     bit_depth: int | None = None
     quality: int | None = None
     compression: str | None = None
+    precision: str = "auto"
 
 
 @dataclass
@@ -403,6 +408,7 @@ def batch(
         help="Fusion methods from `fuse methods`, comma-separated; each writes its own tree "
         "OUTPUT/<method>/. Default: pslpt, straight into OUTPUT.",
     ),
+    precision: str = precision_option(),
 ) -> None:
     """Fuse every pair or stack found in a folder tree; rerun to resume.
 
@@ -426,6 +432,8 @@ def batch(
         Path(f"output{suffix}"), bit_depth=bit_depth, quality=quality, compression=compression
     )
     rank, world = parse_shard(shard_text)
+    # Resolved here, so an unusable --precision fails before any folder is searched.
+    precision = resolve_precision(precision, options_of(ctx).device)
     plan = _plan_methods(folder, outdir, catalog, task, suffix, methods_text)
     if not plan.jobs and not plan.problems:
         raise FuseError(
@@ -445,6 +453,7 @@ def batch(
         bit_depth=bit_depth,
         quality=quality,
         compression=compression,
+        precision=precision,
     )
     summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files)
     summary.failed = [{"sources": [], "reason": p} for p in problems] + summary.failed
@@ -510,31 +519,124 @@ def _run(
     )
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         bar = progress.add_task("batch", total=len(todo))
+
+        def record(job: Job, error: FuseError | None) -> None:
+            if error is None:
+                summary.done.append(str(job.output))
+            else:
+                reason = error_message(error, "batch")
+                summary.failed.append({"sources": [str(p) for p in job.sources], "reason": reason})
+                progress.console.print(f"[red]failed[/red] {job.output.name}: {reason}")
+            progress.advance(bar)
+
+        def start(job: Job) -> FusionJob:
+            spec = catalog.get(job.task).spec
+            method = catalog.get_method(job.method).spec
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+            fusion = prepare_job(
+                spec, job.sources, job.output, weights=weights, device=device,
+                overwrite=overwrite, resize=resize, tile_size=tile, progress=None,
+                align=files.align, crop=files.crop, align_model="homography",
+                keep_metadata=files.keep_metadata, bit_depth=files.bit_depth,
+                quality=files.quality, compression=files.compression,
+                method=None if method.name == DEFAULT_METHOD else method,
+                precision=files.precision,
+            )  # fmt: skip
+            read_job(fusion)
+            return fusion
+
         try:
-            for job in todo:
-                try:
-                    spec = catalog.get(job.task).spec
-                    method = catalog.get_method(job.method).spec
-                    job.output.parent.mkdir(parents=True, exist_ok=True)
-                    fuse_files(
-                        spec, job.sources, job.output, weights=weights, device=device,
-                        overwrite=overwrite, resize=resize, tile_size=tile,
-                        align=files.align, crop=files.crop, keep_metadata=files.keep_metadata,
-                        bit_depth=files.bit_depth, quality=files.quality,
-                        compression=files.compression,
-                        method=None if method.name == DEFAULT_METHOD else method,
-                    )  # fmt: skip
-                    summary.done.append(str(job.output))
-                except FuseError as exc:
-                    reason = error_message(exc, "batch")
-                    summary.failed.append(
-                        {"sources": [str(p) for p in job.sources], "reason": reason}
-                    )
-                    progress.console.print(f"[red]failed[/red] {job.output.name}: {reason}")
-                progress.advance(bar)
+            run_overlapped(todo, start, record)
         except KeyboardInterrupt:
             summary.interrupted = True
     return summary
+
+
+# Jobs read ahead of the network, and fused images waiting for the writer: enough to hide a
+# slow read or write behind one fusion, few enough to bound memory (a 24 MP pair is ~300 MB).
+QUEUE_DEPTH = 2
+_END = None
+
+
+def _put(channel: queue.Queue, item: object, stop: threading.Event) -> None:
+    """Put unless ``stop`` is set first (so a thread never blocks on a queue nobody reads)."""
+    while not stop.is_set():
+        try:
+            channel.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def run_overlapped(
+    jobs: Sequence[Job],
+    start: Callable[[Job], FusionJob],
+    record: Callable[[Job, FuseError | None], None],
+) -> None:
+    """Read, fuse and write jobs in order, the three stages of consecutive jobs overlapping.
+
+    A reader thread checks and reads the next jobs (``start``) while this thread runs the
+    network on the current one, and a writer thread writes the previous one (atomically, as
+    ever). ``record(job, error)`` is called once per job, in order: with None when its output
+    is written, with the FuseError that stopped it otherwise. On Ctrl-C (KeyboardInterrupt in
+    this thread) no new job is read or fused, images already fused are still written, and the
+    interrupt propagates. Any other exception (a bug) is re-raised here after both threads end.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+    fused_images: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+    stop = threading.Event()
+    bugs: list[BaseException] = []
+
+    def reader() -> None:
+        for job in jobs:
+            if stop.is_set():
+                return
+            try:
+                item = (job, start(job), None)
+            except FuseError as exc:
+                item = (job, None, exc)
+            except BaseException as exc:
+                bugs.append(exc)
+                break
+            _put(ready, item, stop)
+        _put(ready, _END, stop)
+
+    def writer() -> None:
+        # Failures pass through here too, so that jobs are recorded in order.
+        while (item := fused_images.get()) is not _END:
+            job, fusion, fused, error = item
+            if bugs:
+                continue  # stopping: drain the queue so the network thread never blocks
+            try:
+                if error is not None:
+                    raise error
+                write_job(fusion, fused)
+                record(job, None)
+            except FuseError as exc:
+                record(job, exc)
+            except BaseException as exc:
+                bugs.append(exc)
+
+    threads = [threading.Thread(target=target, daemon=True) for target in (reader, writer)]
+    for thread in threads:
+        thread.start()
+    try:
+        while not bugs and (item := ready.get()) is not _END:
+            job, fusion, error = item
+            fused = None
+            if error is None:
+                try:
+                    fused = fuse_job(fusion)
+                except FuseError as exc:
+                    error = exc
+            fused_images.put((job, fusion, fused, error))
+    finally:
+        stop.set()
+        fused_images.put(_END)
+        for thread in threads:
+            thread.join()
+    if bugs:
+        raise bugs[0]
 
 
 def _report(summary: Summary, json_out: bool) -> None:

@@ -180,6 +180,18 @@ def crop_option() -> Any:
     )
 
 
+def precision_option() -> Any:
+    """``--precision fp32|bf16|auto``."""
+    return typer.Option(
+        "auto",
+        "--precision",
+        metavar="fp32|bf16|auto",
+        help="Arithmetic of the network: fp32, bf16 (only where the CPU has avx512_bf16 or AMX, "
+        "or on a GPU) or auto (bf16 where native and measured to be as good; else fp32). "
+        "Default: auto.",
+    )
+
+
 def method_option(help_text: str = "") -> typer.models.OptionInfo:
     """``--method``: a fusion method from ``fuse methods``; the network (pslpt) by default."""
     return typer.Option(

@@ -23,6 +23,7 @@ from fusecli.cli.common import (
     options_of,
     overwrite_option,
     parse_depth,
+    precision_option,
     quality_option,
     strip_option,
     tile_option,
@@ -151,6 +152,7 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
         crop: bool = crop_option(),
         json_out: bool = json_option("Print a JSON record on stdout."),
         method_name: str = method_option(),
+        precision: str = precision_option(),
     ) -> None:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
         method = chosen_method(method_name)
@@ -174,6 +176,7 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 align=align,
                 crop=crop,
                 method=method,
+                precision=precision,
             )
         for note in result.notes:
             typer.echo(f"note: {note}", err=True)

@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tasks",
     "methods",
     "weights",
+    "export",
     "demo",
     "eval",
     "train",

@@ -1,4 +1,4 @@
-"""The PSLPT engine: network, authors' checkpoint import, weights files, tiled inference.
+"""The PSLPT engine: network, authors' checkpoint import, weights files, tiled inference, precision.
 
 Knows nothing of the CLI or plugins.
 """

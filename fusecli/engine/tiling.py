@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from fusecli.engine.model import PSLPT
+from fusecli.engine.precision import precision_context
 
 # Peak bytes of working memory per pixel of a tile during fuse(), float32, measured on CPU
 # (benchmarks/bench_tiling.py); rounded up for safety.
@@ -101,6 +102,7 @@ def fuse_tiled(
     overlap: int = DEFAULT_OVERLAP,
     clamp: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Fuse images of any size in overlapping tiles (or at once, when they fit one tile).
 
@@ -114,10 +116,17 @@ def fuse_tiled(
         overlap: pixels shared by neighbouring tiles (at most a third of the tile side).
         clamp: clamp the result to [0, 1].
         progress: called as ``progress(done, total)`` after each tile.
+        precision: ``fp32``, or ``bf16`` to run the network under bfloat16 autocast (see
+            :func:`~fusecli.engine.precision.resolve_precision`); the result is float32.
 
     Returns:
         (N, 1, H, W) on the sources' device.
     """
+
+    def fuse(tiles: list[torch.Tensor], clamp: bool) -> torch.Tensor:
+        with precision_context(precision, device):
+            return net.fuse_many(tiles, faf_set=faf_set, clamp=clamp).float()
+
     device = next(net.parameters()).device
     multiple = net.config.size_multiple
     if tile_size is None:
@@ -125,7 +134,7 @@ def fuse_tiled(
     tile_size = max(multiple, tile_size - tile_size % multiple)
     height, width = sources[0].shape[-2:]
     if height <= tile_size and width <= tile_size:
-        fused = net.fuse_many([s.to(device) for s in sources], faf_set=faf_set, clamp=clamp)
+        fused = fuse([s.to(device) for s in sources], clamp)
         if progress:
             progress(1, 1)
         return fused.to(sources[0].device)
@@ -142,11 +151,7 @@ def fuse_tiled(
         for left in cols:
             tile_w = min(tile_size, width)
             window = (slice(top, top + tile_h), slice(left, left + tile_w))
-            tile = net.fuse_many(
-                [s[..., window[0], window[1]].to(device) for s in sources],
-                faf_set=faf_set,
-                clamp=False,
-            )
+            tile = fuse([s[..., window[0], window[1]].to(device) for s in sources], False)
             col_weight = _ramp(tile_w, left, tile_size, overlap, width)
             weight = (row_weight[:, None] * col_weight[None, :]).to(weight_sum.device)
             accumulated[..., window[0], window[1]] += tile.to(accumulated.device) * weight
