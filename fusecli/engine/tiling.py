@@ -101,6 +101,7 @@ def fuse_tiled(
     overlap: int = DEFAULT_OVERLAP,
     clamp: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    order: str = "auto",
 ) -> torch.Tensor:
     """Fuse images of any size in overlapping tiles (or at once, when they fit one tile).
 
@@ -114,27 +115,81 @@ def fuse_tiled(
         overlap: pixels shared by neighbouring tiles (at most a third of the tile side).
         clamp: clamp the result to [0, 1].
         progress: called as ``progress(done, total)`` after each tile.
+        order: how a stack is folded, see :meth:`PSLPT.fuse_many`.
 
     Returns:
         (N, 1, H, W) on the sources' device.
     """
+    fused, _ = _fuse_tiles(net, sources, faf_set, tile_size, overlap, clamp, progress, order, False)
+    return fused
+
+
+def fuse_tiled_with_map(
+    net: PSLPT,
+    sources: Sequence[torch.Tensor],
+    faf_set: int = 1,
+    *,
+    tile_size: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    clamp: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    order: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fuse_tiled`, and which source each output pixel mostly came from.
+
+    Each pixel's source comes from the tile that weighs most there in the blend (see
+    :meth:`PSLPT.fuse_with_map`); source indices cannot be blended.
+
+    Returns:
+        The fused (N, 1, H, W) and an (N, 1, H, W) int64 map of source indices, both on the
+        sources' device.
+    """
+    fused, source_map = _fuse_tiles(
+        net, sources, faf_set, tile_size, overlap, clamp, progress, order, True
+    )
+    assert source_map is not None
+    return fused, source_map
+
+
+def _fuse_tiles(
+    net: PSLPT,
+    sources: Sequence[torch.Tensor],
+    faf_set: int,
+    tile_size: int | None,
+    overlap: int,
+    clamp: bool,
+    progress: Callable[[int, int], None] | None,
+    order: str,
+    with_map: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     device = next(net.parameters()).device
     multiple = net.config.size_multiple
+    home = sources[0].device
+
+    def fuse(tiles: list[torch.Tensor], clamp: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if with_map:
+            return net.fuse_with_map(tiles, faf_set=faf_set, clamp=clamp, order=order)
+        return net.fuse_many(tiles, faf_set=faf_set, clamp=clamp, order=order), None
+
     if tile_size is None:
         tile_size = auto_tile_size(device, multiple)
     tile_size = max(multiple, tile_size - tile_size % multiple)
     height, width = sources[0].shape[-2:]
     if height <= tile_size and width <= tile_size:
-        fused = net.fuse_many([s.to(device) for s in sources], faf_set=faf_set, clamp=clamp)
+        fused, source_map = fuse([s.to(device) for s in sources], clamp)
         if progress:
             progress(1, 1)
-        return fused.to(sources[0].device)
+        return fused.to(home), None if source_map is None else source_map.to(home)
     # Small tiles cannot afford the full overlap: keep at least a third of each tile its own.
     overlap = min(overlap, tile_size // 3)
 
     rows, cols = tile_starts(height, tile_size, overlap), tile_starts(width, tile_size, overlap)
-    accumulated = torch.zeros(sources[0].shape, dtype=torch.float64, device=sources[0].device)
-    weight_sum = torch.zeros((height, width), dtype=torch.float64, device=sources[0].device)
+    accumulated = torch.zeros(sources[0].shape, dtype=torch.float64, device=home)
+    weight_sum = torch.zeros((height, width), dtype=torch.float64, device=home)
+    source_map = best_weight = None
+    if with_map:
+        source_map = torch.zeros(sources[0].shape, dtype=torch.int64, device=home)
+        best_weight = torch.zeros((height, width), dtype=torch.float64, device=home)
     total, done = len(rows) * len(cols), 0
     for top in rows:
         tile_h = min(tile_size, height)
@@ -142,17 +197,19 @@ def fuse_tiled(
         for left in cols:
             tile_w = min(tile_size, width)
             window = (slice(top, top + tile_h), slice(left, left + tile_w))
-            tile = net.fuse_many(
-                [s[..., window[0], window[1]].to(device) for s in sources],
-                faf_set=faf_set,
-                clamp=False,
-            )
+            tile, tile_map = fuse([s[..., window[0], window[1]].to(device) for s in sources], False)
             col_weight = _ramp(tile_w, left, tile_size, overlap, width)
-            weight = (row_weight[:, None] * col_weight[None, :]).to(weight_sum.device)
-            accumulated[..., window[0], window[1]] += tile.to(accumulated.device) * weight
+            weight = (row_weight[:, None] * col_weight[None, :]).to(home)
+            accumulated[..., window[0], window[1]] += tile.to(home) * weight
             weight_sum[window] += weight
+            if source_map is not None and best_weight is not None and tile_map is not None:
+                # The first tile wins a tie, so every pixel gets a source from some tile.
+                heavier = weight > best_weight[window]
+                region = source_map[..., window[0], window[1]]
+                region.copy_(torch.where(heavier, tile_map.to(home), region))
+                best_weight[window] = torch.where(heavier, weight, best_weight[window])
             done += 1
             if progress:
                 progress(done, total)
     fused = (accumulated / weight_sum).to(sources[0].dtype)
-    return fused.clamp(0.0, 1.0) if clamp else fused
+    return (fused.clamp(0.0, 1.0) if clamp else fused), source_map
