@@ -18,7 +18,13 @@ import torch.nn.functional as F
 
 from fusecli.align import AlignedFrames, FrameMotion, align_frames
 from fusecli.color import luminance, restore_color
-from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
+from fusecli.engine import (
+    PSLPT,
+    fuse_tiled,
+    fuse_tiled_with_map,
+    load_weights,
+    shipped_weights_path,
+)
 from fusecli.errors import FuseError, WeightsError
 from fusecli.hookspecs import MethodInput, MethodSpec, TaskSpec
 from fusecli.io import (
@@ -33,6 +39,9 @@ from fusecli.io import (
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done_tiles, total_tiles)`` after each tile."""
+
+SOURCE_MAP_FORMATS = frozenset({".png", ".tif", ".tiff", ".bmp"})
+"""Lossless formats a source map may be written in: JPEG would blur the source indices."""
 
 
 def resolve_weights(spec: TaskSpec, override: str | os.PathLike | None = None) -> Path:
@@ -195,11 +204,84 @@ def _fuse(
     progress: Progress | None,
 ) -> torch.Tensor:
     """:func:`fuse_sources` once the number of sources is known to suit the task."""
+    return _fuse_and_map(net, spec, sources, tile_size, progress, with_map=False)[0]
+
+
+def _fuse_and_map(
+    net: PSLPT,
+    spec: TaskSpec,
+    sources: Sequence[torch.Tensor],
+    tile_size: int | None,
+    progress: Progress | None,
+    *,
+    with_map: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`_fuse`, and with ``with_map`` the (1, 1, H, W) index of each pixel's main source."""
     luma = network_inputs(spec, sources)
+    source_map = None
     with torch.inference_mode():
-        fused_y = fuse_tiled(net, luma, spec.faf_set, tile_size=tile_size, progress=progress)
+        if with_map:
+            fused_y, source_map = fuse_tiled_with_map(
+                net, luma, spec.faf_set, tile_size=tile_size, progress=progress
+            )
+        else:
+            fused_y = fuse_tiled(net, luma, spec.faf_set, tile_size=tile_size, progress=progress)
     fused = restore_color(fused_y, list(sources), spec.color)
-    return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
+    fused = torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
+    return fused, None if source_map is None else source_map.cpu()
+
+
+def source_map_image(indices: torch.Tensor, count: int) -> torch.Tensor:
+    """Grey levels of a source map: source k of ``count`` becomes k / (count - 1).
+
+    Args:
+        indices: (1, 1, H, W) integer source indices in [0, count).
+        count: the number of sources (2 or more).
+
+    Returns:
+        (1, 1, H, W) float64 in [0, 1]; written with 8 bits, source k is 255 k / (count - 1).
+    """
+    return indices.to(torch.float64) / (count - 1)
+
+
+def check_source_map(
+    sources: Sequence[Path],
+    output: Path,
+    source_map: Path,
+    *,
+    overwrite: bool,
+    method: MethodSpec | None,
+) -> None:
+    """Fail before any work unless a source map can be made and written to ``source_map``.
+
+    Raises:
+        FuseError: a lossy or unknown format, a fusion method other than the network, a name
+            that is the output's or a source's, or an existing file without ``overwrite``.
+    """
+    suffix = source_map.suffix.lower()
+    if suffix not in SOURCE_MAP_FORMATS:
+        kind = suffix or "a file without an extension"
+        raise FuseError(
+            f"{source_map}: a source map must be stored losslessly, not as {kind}; "
+            "write a .png, .tif or .bmp file"
+        )
+    if method is not None:
+        raise FuseError(
+            f"a source map comes from the network's fusion weights, which the fusion method "
+            f"{method.name!r} does not have",
+            remedy="fuse with the network or do not ask for a source map",
+            hint="source-map-method",
+        )
+    if same_file(source_map, output):
+        raise FuseError(
+            f"the source map {source_map} is also the output; give the map another name"
+        )
+    for source in sources:
+        if same_file(source, source_map):
+            raise FuseError(
+                f"the source map {source_map} is also the input {source}; give the map another name"
+            )
+    check_writable(source_map, overwrite=overwrite)
 
 
 def fuse_with_method(
@@ -273,6 +355,7 @@ class FusedFile:
         notes: things the user may not expect, e.g. precision lost to the output format.
         motions: when aligned, each source's estimated motion relative to the reference.
         crop: when aligned, (top, left, height, width) of the output in reference pixels.
+        source_map: the source map written, or None.
     """
 
     output: Path
@@ -287,6 +370,7 @@ class FusedFile:
     notes: tuple[str, ...] = ()
     motions: tuple[FrameMotion, ...] = ()
     crop: tuple[int, int, int, int] | None = None
+    source_map: Path | None = None
 
 
 def reference_index(spec: TaskSpec, count: int) -> int:
@@ -370,6 +454,7 @@ def fuse_files(
     crop: bool = True,
     align_model: str = "homography",
     method: MethodSpec | None = None,
+    source_map: str | os.PathLike | None = None,
 ) -> FusedFile:
     """Read source files, fuse them with a task and write the result atomically.
 
@@ -401,11 +486,15 @@ def fuse_files(
         method: a fusion method to use instead of the task's network; the weights file is
             then only what the method makes of it, and the record's ``weights`` is None
             unless the method is the network.
+        source_map: also write, to this lossless grey image (PNG, TIFF, BMP), which source each
+            output pixel mostly came from: source k of n as 255 k / (n - 1) (see
+            :meth:`~fusecli.engine.PSLPT.fuse_with_map`). Needs the network.
 
     Raises:
         FuseError: wrong number of sources, unreadable source or weights, output equal to a
             source or not writable, sizes differ without ``resize``, an encoding setting the
-            output format cannot honour, a frame that cannot be registered.
+            output format cannot honour, a frame that cannot be registered, a source map that
+            cannot be made or written (see :func:`check_source_map`).
     """
     start = time.perf_counter()
     paths = tuple(Path(p) for p in sources)
@@ -413,6 +502,9 @@ def fuse_files(
     check_input_count(spec, len(paths))
     check_output(paths, output, overwrite=overwrite)
     check_encoding(output, bit_depth=bit_depth, quality=quality, compression=compression)
+    map_path = None if source_map is None else Path(source_map)
+    if map_path is not None:
+        check_source_map(paths, output, map_path, overwrite=overwrite, method=method)
     if align:
         check_alignable(spec)
     weights_path: Path | None = None
@@ -426,8 +518,11 @@ def fuse_files(
     if align:
         aligned = align_sources(spec, pixels, paths, model=align_model, crop=crop)
         pixels = aligned.frames
+    indices = None
     if method is None:
-        fused = _fuse(net, spec, pixels, tile_size, progress)
+        fused, indices = _fuse_and_map(
+            net, spec, pixels, tile_size, progress, with_map=map_path is not None
+        )
     else:
         fused = fuse_with_method(
             method,
@@ -449,6 +544,15 @@ def fuse_files(
         quality=quality,
         compression=compression,
     )
+    if map_path is not None and indices is not None:
+        try:
+            write_image(
+                map_path, source_map_image(indices, len(paths)), bit_depth=8, overwrite=overwrite
+            )
+        except FuseError:
+            # Both files or neither: the fused image alone would look like a finished run.
+            written.path.unlink(missing_ok=True)
+            raise
     return FusedFile(
         output=written.path,
         sources=paths,
@@ -462,6 +566,7 @@ def fuse_files(
         notes=depth_notes(images, output, written.bit_depth) if bit_depth is None else (),
         motions=tuple(aligned.motions) if aligned else (),
         crop=aligned.crop if aligned else None,
+        source_map=map_path,
     )
 
 
