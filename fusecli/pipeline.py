@@ -18,13 +18,7 @@ import torch.nn.functional as F
 
 from fusecli.align import AlignedFrames, FrameMotion, align_frames
 from fusecli.color import luminance, restore_color
-from fusecli.engine import (
-    PSLPT,
-    fuse_tiled,
-    fuse_tiled_with_map,
-    load_weights,
-    shipped_weights_path,
-)
+from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
 from fusecli.errors import FuseError, WeightsError
 from fusecli.hookspecs import MethodInput, MethodSpec, TaskSpec
 from fusecli.io import (
@@ -218,17 +212,19 @@ def _fuse_and_map(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`_fuse`, and with ``with_map`` the (1, 1, H, W) index of each pixel's main source."""
     luma = network_inputs(spec, sources)
-    source_map = None
+    source_map = torch.zeros(luma[0].shape, dtype=torch.int64) if with_map else None
     with torch.inference_mode():
-        if with_map:
-            fused_y, source_map = fuse_tiled_with_map(
-                net, luma, spec.faf_set, tile_size=tile_size, progress=progress
-            )
-        else:
-            fused_y = fuse_tiled(net, luma, spec.faf_set, tile_size=tile_size, progress=progress)
+        fused_y = fuse_tiled(
+            net,
+            luma,
+            spec.faf_set,
+            tile_size=tile_size,
+            progress=progress,
+            source_map=source_map,
+        )
     fused = restore_color(fused_y, list(sources), spec.color)
     fused = torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
-    return fused, None if source_map is None else source_map.cpu()
+    return fused, source_map
 
 
 def source_map_image(indices: torch.Tensor, count: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ from fusecli.engine.authors import from_authors_state_dict
 from fusecli.engine.config import ModelConfig
 from fusecli.engine.device import select_device
 from fusecli.engine.model import PSLPT
-from fusecli.engine.tiling import auto_tile_size, fuse_tiled, fuse_tiled_with_map
+from fusecli.engine.tiling import auto_tile_size, fuse_tiled
 from fusecli.engine.weights import (
     load_weights,
     read_weights_metadata,
@@ -21,7 +21,6 @@ __all__ = [
     "auto_tile_size",
     "from_authors_state_dict",
     "fuse_tiled",
-    "fuse_tiled_with_map",
     "load_weights",
     "read_weights_metadata",
     "save_weights",

@@ -102,6 +102,7 @@ def fuse_tiled(
     clamp: bool = True,
     progress: Callable[[int, int], None] | None = None,
     order: str = "auto",
+    source_map: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fuse images of any size in overlapping tiles (or at once, when they fit one tile).
 
@@ -116,55 +117,25 @@ def fuse_tiled(
         clamp: clamp the result to [0, 1].
         progress: called as ``progress(done, total)`` after each tile.
         order: how a stack is folded, see :meth:`PSLPT.fuse_many`.
+        source_map: an (N, 1, H, W) int64 tensor on the sources' device, filled in place with
+            the index of the source each output pixel mostly came from (see
+            :meth:`PSLPT.fuse_with_map`); each pixel takes it from the tile that weighs most
+            there in the blend, since indices cannot be blended. None: no map.
 
     Returns:
         (N, 1, H, W) on the sources' device.
     """
-    fused, _ = _fuse_tiles(net, sources, faf_set, tile_size, overlap, clamp, progress, order, False)
-    return fused
-
-
-def fuse_tiled_with_map(
-    net: PSLPT,
-    sources: Sequence[torch.Tensor],
-    faf_set: int = 1,
-    *,
-    tile_size: int | None = None,
-    overlap: int = DEFAULT_OVERLAP,
-    clamp: bool = True,
-    progress: Callable[[int, int], None] | None = None,
-    order: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`fuse_tiled`, and which source each output pixel mostly came from.
-
-    Each pixel's source comes from the tile that weighs most there in the blend (see
-    :meth:`PSLPT.fuse_with_map`); source indices cannot be blended.
-
-    Returns:
-        The fused (N, 1, H, W) and an (N, 1, H, W) int64 map of source indices, both on the
-        sources' device.
-    """
-    fused, source_map = _fuse_tiles(
-        net, sources, faf_set, tile_size, overlap, clamp, progress, order, True
-    )
-    assert source_map is not None
-    return fused, source_map
-
-
-def _fuse_tiles(
-    net: PSLPT,
-    sources: Sequence[torch.Tensor],
-    faf_set: int,
-    tile_size: int | None,
-    overlap: int,
-    clamp: bool,
-    progress: Callable[[int, int], None] | None,
-    order: str,
-    with_map: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
     device = next(net.parameters()).device
     multiple = net.config.size_multiple
     home = sources[0].device
+    if source_map is not None and (
+        source_map.shape != sources[0].shape or source_map.dtype != torch.int64
+    ):
+        raise ValueError(
+            f"source_map must be int64 of shape {tuple(sources[0].shape)}, "
+            f"got {source_map.dtype} {tuple(source_map.shape)}"
+        )
+    with_map = source_map is not None
 
     def fuse(tiles: list[torch.Tensor], clamp: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         if with_map:
@@ -176,19 +147,20 @@ def _fuse_tiles(
     tile_size = max(multiple, tile_size - tile_size % multiple)
     height, width = sources[0].shape[-2:]
     if height <= tile_size and width <= tile_size:
-        fused, source_map = fuse([s.to(device) for s in sources], clamp)
+        fused, whole_map = fuse([s.to(device) for s in sources], clamp)
+        if source_map is not None and whole_map is not None:
+            source_map.copy_(whole_map)
         if progress:
             progress(1, 1)
-        return fused.to(home), None if source_map is None else source_map.to(home)
+        return fused.to(home)
     # Small tiles cannot afford the full overlap: keep at least a third of each tile its own.
     overlap = min(overlap, tile_size // 3)
 
     rows, cols = tile_starts(height, tile_size, overlap), tile_starts(width, tile_size, overlap)
     accumulated = torch.zeros(sources[0].shape, dtype=torch.float64, device=home)
     weight_sum = torch.zeros((height, width), dtype=torch.float64, device=home)
-    source_map = best_weight = None
+    best_weight = None
     if with_map:
-        source_map = torch.zeros(sources[0].shape, dtype=torch.int64, device=home)
         best_weight = torch.zeros((height, width), dtype=torch.float64, device=home)
     total, done = len(rows) * len(cols), 0
     for top in rows:
@@ -212,4 +184,4 @@ def _fuse_tiles(
             if progress:
                 progress(done, total)
     fused = (accumulated / weight_sum).to(sources[0].dtype)
-    return (fused.clamp(0.0, 1.0) if clamp else fused), source_map
+    return fused.clamp(0.0, 1.0) if clamp else fused

@@ -11,18 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from fusecli.cli.main import build_app
-from fusecli.engine import PSLPT, save_weights
 from fusecli.filters import gaussian_blur
 from fusecli.io import read_image, write_image
 
 runner = CliRunner()
 SIDE = 96
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "w.safetensors"
-    return save_weights(PSLPT(), path, {"note": "untrained, for tests"})
 
 
 def _run(*args: str):
@@ -99,8 +92,9 @@ def test_tiled_stack_map_has_one_grey_level_per_frame(tmp_path: Path) -> None:
     ],
 )
 def test_refused_before_anything_is_written(
-    tmp_path: Path, weights: Path, map_name: str, extra: list[str], message: str
+    tmp_path: Path, map_name: str, extra: list[str], message: str
 ) -> None:
+    # Refused before the network is opened, so no weights are needed.
     frames = _random_frames(tmp_path, 2)
     old = _grey(tmp_path / "old.png", torch.zeros(1, 1, 4, 4))
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
@@ -110,8 +104,6 @@ def test_refused_before_anything_is_written(
         *frames,
         "-o",
         str(out),
-        "--weights",
-        str(weights),
         "--save-map",
         str(tmp_path / map_name),
         *extra,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from fusecli.engine import PSLPT, fuse_tiled, fuse_tiled_with_map
+from fusecli.engine import PSLPT, fuse_tiled
 from fusecli.engine.model import TREE_MIN_FRAMES, first_slot, fold_tree, resolve_order
 
 ORDERS = ("tree", "sequential")
@@ -147,7 +147,8 @@ def test_source_map_of_a_max_selecting_fusion_is_the_argmax(order, count) -> Non
 def test_tiled_source_map_is_the_argmax() -> None:
     net = _stub_net(_MaxFaf())
     stack = list(torch.rand(10, 1, 1, 50, 70, generator=torch.Generator().manual_seed(1)))
-    fused, source_map = fuse_tiled_with_map(net, stack, tile_size=32, overlap=8, order="tree")
+    source_map = torch.full(stack[0].shape, -1, dtype=torch.int64)
+    fused = fuse_tiled(net, stack, tile_size=32, overlap=8, order="tree", source_map=source_map)
     values, argmax = torch.stack(stack).max(dim=0)
     assert torch.equal(source_map, argmax)
     assert torch.allclose(fused, values)
