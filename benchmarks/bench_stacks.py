@@ -3,11 +3,13 @@
 Each stack is simulated from a natural image (../shared/data/natural): a smooth random depth map,
 and frame k focused at depth k / (n - 1), every pixel blurred in proportion to its distance from
 that focal depth. The ground truth is the sharp image. For stacks of 5, 10 and 30 frames the
-script fuses the frames in order and reversed (``fuse_many`` folds the stack frame by frame),
-and prints PSNR and SSIM of the fused luminance to the ground truth, the PSNR of the best single
-frame, the seconds and the peak resident memory of the process so far (ru_maxrss: it only grows).
+script fuses the frames with each fold of ``PSLPT.fuse_many`` (``sequential``: frame by frame,
+``tree``: a balanced binary tree), in order and reversed, and prints PSNR and SSIM of the fused
+luminance to the ground truth for both directions, the PSNR change reversing makes, the PSNR of
+the best single frame, the seconds and the peak resident memory of the process so far
+(ru_maxrss: it only grows).
 
-    .venv/bin/python benchmarks/bench_stacks.py --size 192 --images 2 --frames 5 10 30
+    .venv/bin/python benchmarks/bench_stacks.py --size 128 --images 2 --frames 5 10 30
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_methods import cpu_name  # this folder is first on sys.path when run as a script
 
 from fusecli.color import luminance
+from fusecli.engine.model import STACK_ORDERS
 from fusecli.filters import gaussian_blur
 from fusecli.io import image_files, read_image
 from fusecli.metrics.structural import structural_similarity
-from fusecli.pipeline import fuse_sources, open_network
+from fusecli.pipeline import open_network
 from fusecli.plugins import get_catalog
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "natural"
@@ -74,13 +78,23 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2, help="natural images to use (CSet5)")
     parser.add_argument("--frames", type=int, nargs="+", default=[5, 10, 30])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--orders",
+        nargs="+",
+        choices=STACK_ORDERS,
+        default=["sequential", "tree"],
+        help="folds to compare (default: sequential tree)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     spec = get_catalog().get("mff").spec
     net, weights = open_network(spec)
     generator = torch.Generator().manual_seed(0)
-    print(f"weights {weights.name}, size {args.size}, threads {args.threads}")
-    print("image        frames  order     PSNR dB  SSIM    best frame dB  seconds  peak RSS MB")
+    print(f"weights {weights.name}, size {args.size}, threads {args.threads}, {cpu_name()}")
+    print(
+        "image        frames  fold        PSNR fwd/rev dB  |change|  SSIM fwd/rev   "
+        "best frame dB  seconds  peak RSS MB"
+    )
     for path in image_files(DATA / "CSet5")[: args.images]:
         pixels = read_image(path).pixels
         side = min(pixels.shape[-2:])
@@ -94,16 +108,27 @@ def main() -> None:
             stack = focus_stack(sharp, depth, frames)
             # The sharpest single frame: what fusion has to beat.
             best = max(psnr(f[0, 0].numpy().astype(np.float64), truth) for f in stack)
-            for order, sources in (("forward", stack), ("reversed", stack[::-1])):
+            for order in args.orders:
                 start = time.perf_counter()
-                fused = fuse_sources(net, spec, sources)
-                seconds = time.perf_counter() - start
-                result = fused[0, 0].numpy().astype(np.float64)
+                scores = []
+                for sources in (stack, stack[::-1]):
+                    with torch.inference_mode():
+                        fused = net.fuse_many(sources, faf_set=spec.faf_set, order=order)
+                    result = fused[0, 0].numpy().astype(np.float64)
+                    scores.append(
+                        (
+                            psnr(result, truth),
+                            structural_similarity(result, truth, data_range=1.0),
+                        )
+                    )
+                seconds = (time.perf_counter() - start) / 2
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                (forward, ssim_forward), (backward, ssim_backward) = scores
                 print(
-                    f"{path.stem:<12} {frames:>6}  {order:<8}  {psnr(result, truth):7.2f}  "
-                    f"{structural_similarity(result, truth, data_range=1.0):.4f}  "
-                    f"{best:13.2f}  {seconds:7.1f}  {peak:8.0f}"
+                    f"{path.stem:<12} {frames:>6}  {order:<10}  {forward:6.2f}/{backward:6.2f}  "
+                    f"{abs(forward - backward):8.2f}  {ssim_forward:.4f}/{ssim_backward:.4f}  "
+                    f"{best:13.2f}  {seconds:7.1f}  {peak:8.0f}",
+                    flush=True,
                 )
 
 

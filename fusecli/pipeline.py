@@ -35,6 +35,9 @@ from fusecli.io import (
 Progress = Callable[[int, int], None]
 """Called as ``progress(done_tiles, total_tiles)`` after each tile."""
 
+SOURCE_MAP_FORMATS = frozenset({".png", ".tif", ".tiff", ".bmp"})
+"""Lossless formats a source map may be written in: JPEG would blur the source indices."""
+
 
 def resolve_weights(spec: TaskSpec, override: str | os.PathLike | None = None) -> Path:
     """The weights file a task runs with: ``override`` if given, else its shipped default.
@@ -201,13 +204,88 @@ def _fuse(
     precision: str = "fp32",
 ) -> torch.Tensor:
     """:func:`fuse_sources` once the number of sources is known to suit the task."""
+    return _fuse_and_map(net, spec, sources, tile_size, progress, precision, with_map=False)[0]
+
+
+def _fuse_and_map(
+    net: PSLPT,
+    spec: TaskSpec,
+    sources: Sequence[torch.Tensor],
+    tile_size: int | None,
+    progress: Progress | None,
+    precision: str = "fp32",
+    *,
+    with_map: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`_fuse`, and with ``with_map`` the (1, 1, H, W) index of each pixel's main source."""
     luma = network_inputs(spec, sources)
+    source_map = torch.zeros(luma[0].shape, dtype=torch.int64) if with_map else None
     with torch.inference_mode():
         fused_y = fuse_tiled(
-            net, luma, spec.faf_set, tile_size=tile_size, progress=progress, precision=precision
+            net,
+            luma,
+            spec.faf_set,
+            tile_size=tile_size,
+            progress=progress,
+            precision=precision,
+            source_map=source_map,
         )
     fused = restore_color(fused_y, list(sources), spec.color)
-    return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
+    fused = torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
+    return fused, source_map
+
+
+def source_map_image(indices: torch.Tensor, count: int) -> torch.Tensor:
+    """Grey levels of a source map: source k of ``count`` becomes k / (count - 1).
+
+    Args:
+        indices: (1, 1, H, W) integer source indices in [0, count).
+        count: the number of sources (2 or more).
+
+    Returns:
+        (1, 1, H, W) float64 in [0, 1]; written with 8 bits, source k is 255 k / (count - 1).
+    """
+    return indices.to(torch.float64) / (count - 1)
+
+
+def check_source_map(
+    sources: Sequence[Path],
+    output: Path,
+    source_map: Path,
+    *,
+    overwrite: bool,
+    method: MethodSpec | None,
+) -> None:
+    """Fail before any work unless a source map can be made and written to ``source_map``.
+
+    Raises:
+        FuseError: a lossy or unknown format, a fusion method other than the network, a name
+            that is the output's or a source's, or an existing file without ``overwrite``.
+    """
+    suffix = source_map.suffix.lower()
+    if suffix not in SOURCE_MAP_FORMATS:
+        kind = suffix or "a file without an extension"
+        raise FuseError(
+            f"{source_map}: a source map must be stored losslessly, not as {kind}; "
+            "write a .png, .tif or .bmp file"
+        )
+    if method is not None:
+        raise FuseError(
+            f"a source map comes from the network's fusion weights, which the fusion method "
+            f"{method.name!r} does not have",
+            remedy="fuse with the network or do not ask for a source map",
+            hint="source-map-method",
+        )
+    if same_file(source_map, output):
+        raise FuseError(
+            f"the source map {source_map} is also the output; give the map another name"
+        )
+    for source in sources:
+        if same_file(source, source_map):
+            raise FuseError(
+                f"the source map {source_map} is also the input {source}; give the map another name"
+            )
+    check_writable(source_map, overwrite=overwrite)
 
 
 def fuse_with_method(
@@ -281,6 +359,7 @@ class FusedFile:
         notes: things the user may not expect, e.g. precision lost to the output format.
         motions: when aligned, each source's estimated motion relative to the reference.
         crop: when aligned, (top, left, height, width) of the output in reference pixels.
+        source_map: the source map written, or None.
     """
 
     output: Path
@@ -295,6 +374,7 @@ class FusedFile:
     notes: tuple[str, ...] = ()
     motions: tuple[FrameMotion, ...] = ()
     crop: tuple[int, int, int, int] | None = None
+    source_map: Path | None = None
 
 
 def reference_index(spec: TaskSpec, count: int) -> int:
@@ -379,6 +459,7 @@ def fuse_files(
     align_model: str = "homography",
     method: MethodSpec | None = None,
     precision: str = "auto",
+    source_map: str | os.PathLike | None = None,
 ) -> FusedFile:
     """Read source files, fuse them with a task and write the result atomically.
 
@@ -412,12 +493,16 @@ def fuse_files(
             unless the method is the network.
         precision: ``fp32``, ``bf16`` or ``auto`` for the network, see
             :func:`~fusecli.engine.precision.resolve_precision`.
+        source_map: also write, to this lossless grey image (PNG, TIFF, BMP), which source each
+            output pixel mostly came from: source k of n as 255 k / (n - 1) (see
+            :meth:`~fusecli.engine.PSLPT.fuse_with_map`). Needs the network.
 
     Raises:
         FuseError: wrong number of sources, unreadable source or weights, output equal to a
             source or not writable, sizes differ without ``resize``, an encoding setting the
             output format cannot honour, a frame that cannot be registered, bf16 where it
-            is not native.
+            is not native, a source map that cannot be made or written (see
+            :func:`check_source_map`).
     """
     job = prepare_job(
         spec,
@@ -438,6 +523,7 @@ def fuse_files(
         align_model=align_model,
         method=method,
         precision=precision,
+        source_map=source_map,
     )
     read_job(job)
     return write_job(job, fuse_job(job))
@@ -453,9 +539,11 @@ class FusionJob:
 
     Attributes:
         spec, paths, output, settings: what :func:`fuse_files` was given (settings are its
-            keyword arguments after ``output``, precision resolved).
+            keyword arguments after ``output``, precision resolved, ``source_map`` a Path or
+            None).
         net, weights_path: the network and its weights file (None for another method).
         start: when the job was prepared (``perf_counter``), for :attr:`FusedFile.seconds`.
+        source_indices: filled by :func:`fuse_job` when a source map was asked for.
     """
 
     spec: TaskSpec
@@ -468,6 +556,7 @@ class FusionJob:
     images: list[LoadedImage] = field(default_factory=list)
     pixels: list[torch.Tensor] = field(default_factory=list)
     aligned: AlignedFrames | None = None
+    source_indices: torch.Tensor | None = None
 
 
 def prepare_job(
@@ -490,6 +579,16 @@ def prepare_job(
         compression=settings["compression"],
     )
     settings["precision"] = resolve_precision(settings["precision"], settings["device"])
+    map_path = settings.get("source_map")
+    settings["source_map"] = None if map_path is None else Path(map_path)
+    if settings["source_map"] is not None:
+        check_source_map(
+            paths,
+            output,
+            settings["source_map"],
+            overwrite=settings["overwrite"],
+            method=settings["method"],
+        )
     if settings["align"]:
         check_alignable(spec)
     net, weights_path = None, None
@@ -522,14 +621,16 @@ def fuse_job(job: FusionJob) -> torch.Tensor:
     """Fuse a read job's sources: (1, C_out, H, W) float in [0, 1] on the CPU."""
     settings = job.settings
     if job.net is not None:
-        return _fuse(
+        fused, job.source_indices = _fuse_and_map(
             job.net,
             job.spec,
             job.pixels,
             settings["tile_size"],
             settings["progress"],
             settings["precision"],
+            with_map=settings["source_map"] is not None,
         )
+        return fused
     return fuse_with_method(
         settings["method"],
         job.spec,
@@ -557,6 +658,19 @@ def write_job(job: FusionJob, fused: torch.Tensor) -> FusedFile:
         quality=settings["quality"],
         compression=settings["compression"],
     )
+    map_path = settings["source_map"]
+    if map_path is not None and job.source_indices is not None:
+        try:
+            write_image(
+                map_path,
+                source_map_image(job.source_indices, len(job.paths)),
+                bit_depth=8,
+                overwrite=settings["overwrite"],
+            )
+        except FuseError:
+            # Both files or neither: the fused image alone would look like a finished run.
+            written.path.unlink(missing_ok=True)
+            raise
     return FusedFile(
         output=written.path,
         sources=job.paths,
@@ -570,6 +684,7 @@ def write_job(job: FusionJob, fused: torch.Tensor) -> FusedFile:
         notes=depth_notes(images, job.output, written.bit_depth) if bit_depth is None else (),
         motions=tuple(job.aligned.motions) if job.aligned else (),
         crop=job.aligned.crop if job.aligned else None,
+        source_map=map_path,
     )
 
 

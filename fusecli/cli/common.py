@@ -23,6 +23,7 @@ HINTS: dict[str, str] = {
     "reference": "pass one with --ref.",
     "metrics": "leave it out with --metrics.",
     "method": "see `fuse methods` for the methods and what they suit",
+    "source-map-method": "leave out --method (a source map needs the network) or --save-map",
 }
 
 

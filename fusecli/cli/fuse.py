@@ -110,6 +110,7 @@ def result_record(
         "seconds": round(result.seconds, 3),
         "metadata_from": str(result.metadata_from) if result.metadata_from else None,
         "notes": list(result.notes),
+        "source_map": None if result.source_map is None else str(result.source_map),
         "alignment": (
             {"crop": list(result.crop), "frames": [m.as_dict() for m in result.motions]}
             if result.crop is not None
@@ -153,6 +154,15 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
         json_out: bool = json_option("Print a JSON record on stdout."),
         method_name: str = method_option(),
         precision: str = precision_option(),
+        save_map: Path | None = typer.Option(
+            None,
+            "--save-map",
+            metavar="PATH",
+            dir_okay=False,
+            help="Also write a grey map (.png, .tif, .bmp) of which source each output pixel "
+            "mostly came from: source k of n is 255*k/(n-1). Network only.",
+            show_default=False,
+        ),
     ) -> None:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
         method = chosen_method(method_name)
@@ -177,6 +187,7 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 crop=crop,
                 method=method,
                 precision=precision,
+                source_map=save_map,
             )
         for note in result.notes:
             typer.echo(f"note: {note}", err=True)
@@ -189,6 +200,8 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 f"wrote {result.output} ({result.width}x{result.height}, {colour}, "
                 f"{result.bit_depth}-bit) in {result.seconds:.1f} s"
             )
+            if result.source_map is not None:
+                typer.echo(f"wrote source map {result.source_map}")
 
     command.__doc__ = describe_task(spec)
     return command

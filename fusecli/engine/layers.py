@@ -628,11 +628,24 @@ class FrequencyAdaptiveFusion(nn.Module):
         padded = self.blocks(tokens, self.norm_in, self.norm_out, padded_output=True)
         return self.proj_out(padded.permute(0, 3, 1, 2))
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Fused features ``m_a * a + m_b * b``. a, b: (B, C, H, W) -> (B, C, H, W)."""
+    def fuse_with_weight(
+        self, a: torch.Tensor, b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused features ``m_a * a + m_b * b`` and the weight ``m_a`` (``m_b = 1 - m_a``).
+
+        Args:
+            a, b: (B, C, H, W).
+
+        Returns:
+            (B, C, H, W) fused features and (B, 1, H, W) weight of ``a`` in [0, 1].
+        """
         diff = _channels_last(a - b)
         logits = self._logits(diff)
         # A softmax over two channels is a sigmoid of their difference, and m_b = 1 - m_a, so
         # m_a * a + m_b * b = b + m_a * (a - b): one pass over the features instead of three.
         weight_a = torch.sigmoid(logits[:, 0:1] - logits[:, 1:2])
-        return torch.addcmul(b, weight_a, diff)
+        return torch.addcmul(b, weight_a, diff), weight_a
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Fused features ``m_a * a + m_b * b``. a, b: (B, C, H, W) -> (B, C, H, W)."""
+        return self.fuse_with_weight(a, b)[0]

@@ -8,8 +8,11 @@ multi-exposure fusion, FAF set 2 infrared/visible and medical fusion.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +29,13 @@ from fusecli.engine.layers import (
 )
 
 FAF_SETS = (1, 2)
+STACK_ORDERS = ("auto", "tree", "sequential")
+# From this many frames on, order="auto" folds a stack in a tree: at 10 and 30 frames the
+# sequential fold loses detail and depends on the frame order, while below 9 frames a fold of two
+# fused pyramids costs 1-2 dB against one with a fresh frame (benchmarks/bench_stacks.py).
+TREE_MIN_FRAMES = 9
+
+Node = TypeVar("Node")
 
 
 def _block_arguments(config: ModelConfig) -> tuple[int, int, int, int, float, int]:
@@ -125,6 +135,82 @@ class FusionSet(nn.Module):
         self, bands_a: Sequence[torch.Tensor], bands_b: Sequence[torch.Tensor]
     ) -> list[torch.Tensor]:
         return [faf(a, b) for faf, a, b in zip(self.bands, bands_a, bands_b)]
+
+    def fuse_with_weight(
+        self, bands_a: Sequence[torch.Tensor], bands_b: Sequence[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The fused pyramid and the finest band's (B, 1, H, W) weight of ``bands_a``."""
+        finest, weight = self.bands[0].fuse_with_weight(bands_a[0], bands_b[0])
+        coarser = [faf(a, b) for faf, a, b in zip(self.bands[1:], bands_a[1:], bands_b[1:])]
+        return [finest, *coarser], weight
+
+
+def resolve_order(order: str, count: int) -> str:
+    """The fold a stack of ``count`` frames gets: ``tree`` or ``sequential``.
+
+    ``auto`` is the tree from :data:`TREE_MIN_FRAMES` frames on, else sequential.
+    """
+    if order not in STACK_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(STACK_ORDERS)}, got {order!r}")
+    if order == "auto":
+        return "tree" if count >= TREE_MIN_FRAMES else "sequential"
+    return order
+
+
+def fold_tree(leaves: Iterable[Node], merge: Callable[[Node, Node], Node]) -> Node:
+    """Fold leaves in a balanced binary tree, built bottom-up as they arrive.
+
+    Like a binary counter, a stack holds finished subtrees of strictly decreasing size; a new
+    leaf is merged with the top while the sizes are equal, so at most ``log2(n) + 1`` subtrees
+    are alive at a time. At the end the rest are merged from the smallest (latest) up. Earlier
+    leaves are always the first argument of ``merge``. For 2^k leaves every leaf is k merges
+    deep; for other counts the depths differ by at most one above the power of two below
+    (30 leaves: 28 at depth 5, 2 at depth 4).
+
+    Args:
+        leaves: one or more items, consumed one at a time.
+        merge: ``merge(earlier, later)`` -> item.
+
+    Returns:
+        The root.
+    """
+    stack: list[tuple[int, Node]] = []
+    for leaf in leaves:
+        size, node = 1, leaf
+        while stack and stack[-1][0] == size:
+            left_size, left = stack.pop()
+            node = merge(left, node)
+            size += left_size
+        stack.append((size, node))
+    if not stack:
+        raise ValueError("fold_tree needs at least one leaf")
+    _, node = stack.pop()
+    while stack:
+        node = merge(stack.pop()[1], node)
+    return node
+
+
+def first_slot(index: int, count: int, order: str) -> int:
+    """The FAF input (1 or 2) that frame ``index`` of ``count`` first enters, in a fold.
+
+    Slot 1 takes what encoder 1 produced, slot 2 a fresh encoder-2 pyramid, as in training. In
+    the sequential fold only frame 0 seeds slot 1. In :func:`fold_tree` a frame is the earlier
+    argument of its first merge when its index is even and a later frame exists.
+    """
+    if order == "sequential":
+        return 1 if index == 0 else 2
+    return 1 if index % 2 == 0 and index + 1 < count else 2
+
+
+@dataclass
+class _Fold:
+    """A (partly) fused stack: its pyramid and, when a source map is wanted, for every pixel
+    the source that weighs most so far (int64) and the log of its weight (float32), each
+    (B, 1, H, W) at the finest band's resolution."""
+
+    bands: list[torch.Tensor]
+    source: torch.Tensor | None = None
+    log_share: torch.Tensor | None = None
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -246,35 +332,103 @@ class PSLPT(nn.Module):
 
     @torch.no_grad()
     def fuse_many(
-        self, sources: Sequence[torch.Tensor], faf_set: int = 1, clamp: bool = True
+        self,
+        sources: Sequence[torch.Tensor],
+        faf_set: int = 1,
+        clamp: bool = True,
+        *,
+        order: str = "auto",
     ) -> torch.Tensor:
         """Fuse a stack (exposure bracket, focus stack) of two or more images.
 
-        The first source is encoded by encoder 1 and seeds the running fused pyramid; every
-        further source is encoded by encoder 2 and folded in band by band, in the order given:
-        ``acc = FAF(acc, next)``. This keeps the roles the FAF modules were trained with (slot 1
-        holds what encoder 1 produced, slot 2 a fresh encoder-2 pyramid), decodes once, and needs
-        memory for two pyramids whatever the stack size. For two sources it is :meth:`fuse`.
+        The FAF set folds the sources' pyramids band by band, two at a time. ``sequential``
+        seeds a running pyramid with the first source (encoder 1) and folds every further one
+        in (encoder 2) in the order given: ``acc = FAF(acc, next)``; it holds two pyramids
+        whatever the stack size. ``tree`` folds in a balanced binary tree (:func:`fold_tree`),
+        built as the frames are encoded, holding at most ``log2(n) + 1`` pyramids: every frame
+        passes through about log2(n) folds instead of up to n - 1, so long stacks keep their
+        detail and barely depend on the frame order. ``auto`` takes the tree from
+        :data:`TREE_MIN_FRAMES` frames on. Each frame goes through the encoder of the FAF slot
+        it first enters (:func:`first_slot`). For two sources every order is :meth:`fuse`.
 
         Args:
             sources: (N, in_channels, H, W) tensors of one shape, floats in [0, 1].
             faf_set: FAF set, see :meth:`fuse`.
             clamp: clamp the result to [0, 1].
+            order: ``auto``, ``tree`` or ``sequential``.
 
         Returns:
             (N, in_channels, H, W).
         """
+        return self._fuse_stack(sources, faf_set, clamp, order, with_map=False)[0]
+
+    @torch.no_grad()
+    def fuse_with_map(
+        self,
+        sources: Sequence[torch.Tensor],
+        faf_set: int = 1,
+        clamp: bool = True,
+        *,
+        order: str = "auto",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`fuse_many`, and which source each output pixel mostly came from.
+
+        A source's share of a pixel is the product of the finest band's FAF weights along its
+        path through the folds; the map holds the source with the largest share. Only the best
+        source and its share are carried through each fold, not one share per source.
+
+        Returns:
+            The fused (N, in_channels, H, W) and an (N, 1, H, W) int64 map of source indices.
+        """
+        fused, source_map = self._fuse_stack(sources, faf_set, clamp, order, with_map=True)
+        assert source_map is not None
+        return fused, source_map
+
+    def _fuse_stack(
+        self,
+        sources: Sequence[torch.Tensor],
+        faf_set: int,
+        clamp: bool,
+        order: str,
+        with_map: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         _check_sources(sources, self.config.in_channels)
+        count = len(sources)
+        order = resolve_order(order, count)
         height, width = sources[0].shape[-2:]
         multiple = self.config.size_multiple
         fusion = self.faf_set(faf_set)
+        # Where the sources sit inside their padding, as pad_to_multiple places them.
+        top, left = ((-height) % multiple) // 2, ((-width) % multiple) // 2
 
-        padded, (top, left) = pad_to_multiple(sources[0], multiple)
-        acc = self.encoder1(padded)
-        for source in sources[1:]:
-            acc = fusion(acc, self.encoder2(pad_to_multiple(source, multiple)[0]))
-        fused = self.decoder(acc)[..., top : top + height, left : left + width]
-        return fused.clamp(0.0, 1.0) if clamp else fused
+        def leaf(index: int) -> _Fold:
+            padded = pad_to_multiple(sources[index], multiple)[0]
+            slot = first_slot(index, count, order)
+            bands = (self.encoder1 if slot == 1 else self.encoder2)(padded)
+            if not with_map:
+                return _Fold(bands)
+            shape = (padded.shape[0], 1, *padded.shape[-2:])
+            source = torch.full(shape, index, dtype=torch.int64, device=padded.device)
+            return _Fold(bands, source, torch.zeros(shape, device=padded.device))
+
+        def merge(a: _Fold, b: _Fold) -> _Fold:
+            if not with_map:
+                return _Fold(fusion(a.bands, b.bands))
+            assert a.log_share is not None and b.log_share is not None
+            bands, weight = fusion.fuse_with_weight(a.bands, b.bands)
+            # Logs, because a product of 30 small weights underflows float32.
+            share_a = a.log_share + weight.float().clamp_min(1e-30).log()
+            share_b = b.log_share + (1.0 - weight.float()).clamp_min(1e-30).log()
+            take_a = share_a >= share_b
+            source = torch.where(take_a, a.source, b.source)
+            return _Fold(bands, source, torch.where(take_a, share_a, share_b))
+
+        leaves = (leaf(index) for index in range(count))
+        root = fold_tree(leaves, merge) if order == "tree" else functools.reduce(merge, leaves)
+        window = (slice(top, top + height), slice(left, left + width))
+        fused = self.decoder(root.bands)[..., window[0], window[1]]
+        source_map = None if root.source is None else root.source[..., window[0], window[1]]
+        return (fused.clamp(0.0, 1.0) if clamp else fused), source_map
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

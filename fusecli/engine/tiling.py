@@ -103,6 +103,8 @@ def fuse_tiled(
     clamp: bool = True,
     progress: Callable[[int, int], None] | None = None,
     precision: str = "fp32",
+    order: str = "auto",
+    source_map: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fuse images of any size in overlapping tiles (or at once, when they fit one tile).
 
@@ -118,32 +120,57 @@ def fuse_tiled(
         progress: called as ``progress(done, total)`` after each tile.
         precision: ``fp32``, or ``bf16`` to run the network under bfloat16 autocast (see
             :func:`~fusecli.engine.precision.resolve_precision`); the result is float32.
+        order: how a stack is folded, see :meth:`PSLPT.fuse_many`.
+        source_map: an (N, 1, H, W) int64 tensor on the sources' device, filled in place with
+            the index of the source each output pixel mostly came from (see
+            :meth:`PSLPT.fuse_with_map`); each pixel takes it from the tile that weighs most
+            there in the blend, since indices cannot be blended. None: no map.
 
     Returns:
         (N, 1, H, W) on the sources' device.
     """
 
-    def fuse(tiles: list[torch.Tensor], clamp: bool) -> torch.Tensor:
-        with precision_context(precision, device):
-            return net.fuse_many(tiles, faf_set=faf_set, clamp=clamp).float()
-
     device = next(net.parameters()).device
     multiple = net.config.size_multiple
+    home = sources[0].device
+    if source_map is not None and (
+        source_map.shape != sources[0].shape or source_map.dtype != torch.int64
+    ):
+        raise ValueError(
+            f"source_map must be int64 of shape {tuple(sources[0].shape)}, "
+            f"got {source_map.dtype} {tuple(source_map.shape)}"
+        )
+    with_map = source_map is not None
+
+    def fuse(tiles: list[torch.Tensor], clamp: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with precision_context(precision, device):
+            if with_map:
+                fused, tile_map = net.fuse_with_map(
+                    tiles, faf_set=faf_set, clamp=clamp, order=order
+                )
+                return fused.float(), tile_map
+            return net.fuse_many(tiles, faf_set=faf_set, clamp=clamp, order=order).float(), None
+
     if tile_size is None:
         tile_size = auto_tile_size(device, multiple)
     tile_size = max(multiple, tile_size - tile_size % multiple)
     height, width = sources[0].shape[-2:]
     if height <= tile_size and width <= tile_size:
-        fused = fuse([s.to(device) for s in sources], clamp)
+        fused, whole_map = fuse([s.to(device) for s in sources], clamp)
+        if source_map is not None and whole_map is not None:
+            source_map.copy_(whole_map)
         if progress:
             progress(1, 1)
-        return fused.to(sources[0].device)
+        return fused.to(home)
     # Small tiles cannot afford the full overlap: keep at least a third of each tile its own.
     overlap = min(overlap, tile_size // 3)
 
     rows, cols = tile_starts(height, tile_size, overlap), tile_starts(width, tile_size, overlap)
-    accumulated = torch.zeros(sources[0].shape, dtype=torch.float64, device=sources[0].device)
-    weight_sum = torch.zeros((height, width), dtype=torch.float64, device=sources[0].device)
+    accumulated = torch.zeros(sources[0].shape, dtype=torch.float64, device=home)
+    weight_sum = torch.zeros((height, width), dtype=torch.float64, device=home)
+    best_weight = None
+    if with_map:
+        best_weight = torch.zeros((height, width), dtype=torch.float64, device=home)
     total, done = len(rows) * len(cols), 0
     for top in rows:
         tile_h = min(tile_size, height)
@@ -151,11 +178,17 @@ def fuse_tiled(
         for left in cols:
             tile_w = min(tile_size, width)
             window = (slice(top, top + tile_h), slice(left, left + tile_w))
-            tile = fuse([s[..., window[0], window[1]].to(device) for s in sources], False)
+            tile, tile_map = fuse([s[..., window[0], window[1]].to(device) for s in sources], False)
             col_weight = _ramp(tile_w, left, tile_size, overlap, width)
-            weight = (row_weight[:, None] * col_weight[None, :]).to(weight_sum.device)
-            accumulated[..., window[0], window[1]] += tile.to(accumulated.device) * weight
+            weight = (row_weight[:, None] * col_weight[None, :]).to(home)
+            accumulated[..., window[0], window[1]] += tile.to(home) * weight
             weight_sum[window] += weight
+            if source_map is not None and best_weight is not None and tile_map is not None:
+                # The first tile wins a tie, so every pixel gets a source from some tile.
+                heavier = weight > best_weight[window]
+                region = source_map[..., window[0], window[1]]
+                region.copy_(torch.where(heavier, tile_map.to(home), region))
+                best_weight[window] = torch.where(heavier, weight, best_weight[window])
             done += 1
             if progress:
                 progress(done, total)
