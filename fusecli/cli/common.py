@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import typer
 
-from fusecli.engine import select_device
 from fusecli.errors import FuseError
+
+if TYPE_CHECKING:  # torch is imported only by commands that run a network (fast --version)
+    import torch
 
 # How the command line fixes what FuseError.hint names; "{command}" is the failing command.
 HINTS: dict[str, str] = {
@@ -34,6 +35,12 @@ def error_message(exc: FuseError, command: str = "") -> str:
     return f"{exc.problem}; {hint.format(command=command or 'COMMAND')}"
 
 
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
+
+
 @dataclass
 class GlobalOptions:
     """Options of the root callback, shared by every command through ``ctx.obj``.
@@ -46,11 +53,15 @@ class GlobalOptions:
 
     debug: bool = False
     device_name: str = "auto"
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=_cpu)
 
 
 def resolve_device(name: str) -> torch.device:
     """``--device``: under torchrun with CUDA, ``auto`` takes the GPU of this LOCAL_RANK."""
+    import torch
+
+    from fusecli.engine import select_device
+
     local_rank = os.environ.get("LOCAL_RANK")
     if name.strip().lower() == "auto" and local_rank is not None and torch.cuda.is_available():
         return select_device(f"cuda:{int(local_rank)}")

@@ -36,6 +36,19 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+VERSION_OPTIONS = ("--version", "-V")
+
+
+def _asks_for_version(args: list[str]) -> bool:
+    """``fuse --version`` / ``fuse -V`` (before any command), answered without building the app."""
+    for arg in args:
+        if arg in VERSION_OPTIONS:
+            return True
+        if not arg.startswith("-") or arg in ("-h", "--help"):
+            return False
+    return False
+
+
 class _FuseGroup(TyperGroup):
     """Every failure is one `error: ...` line on stderr with its exit status.
 
@@ -110,7 +123,12 @@ def build_app() -> typer.Typer:
             help="Where the network runs: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.",
         ),
         version: bool = typer.Option(
-            False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+            False,
+            "--version",
+            "-V",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version.",
         ),
     ) -> None:
         ctx.obj = GlobalOptions(debug=debug, device_name=device)
@@ -124,9 +142,13 @@ def build_app() -> typer.Typer:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    args = argv if argv is not None else sys.argv[1:]
+    if _asks_for_version(args):  # before the commands (and torch, with them) are imported
+        print(f"fusecli {__version__}")
+        sys.exit(0)
     try:
         app = build_app()
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="fuse")
+    app(args=args, prog_name="fuse")
