@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,11 +50,15 @@ class GlobalOptions:
         debug: show tracebacks.
         device_name: ``--device`` as given (``auto`` lets ``fuse train`` use the recipe's).
         device: ``--device`` resolved, where the fusion commands run the network.
+        quiet: ``-q``: no status lines ("wrote", "note"), only errors and data.
+        verbose: ``-v``: also say which device, method and weights were used.
     """
 
     debug: bool = False
     device_name: str = "auto"
     device: torch.device = field(default_factory=_cpu)
+    quiet: bool = False
+    verbose: bool = False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,6 +77,17 @@ def options_of(ctx: typer.Context) -> GlobalOptions:
     """The root's options (defaults when a command is invoked without the root app)."""
     options = ctx.find_root().obj
     return options if isinstance(options, GlobalOptions) else GlobalOptions()
+
+
+def status(ctx: typer.Context, line: str, *, verbose: bool = False) -> None:
+    """A status line ("wrote ...", "note: ...") on stderr, so stdout carries only data.
+
+    Nothing with ``-q``; a ``verbose`` line only with ``-v``.
+    """
+    options = options_of(ctx)
+    if options.quiet or (verbose and not options.verbose):
+        return
+    print(line, file=sys.stderr)
 
 
 def weights_option(default: str) -> Any:

@@ -24,6 +24,7 @@ from fusecli.cli.common import (
     overwrite_option,
     parse_depth,
     quality_option,
+    status,
     strip_option,
     tile_option,
     weights_option,
@@ -155,6 +156,7 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
         method = chosen_method(method_name)
         device = options_of(ctx).device
+        status(ctx, f"device {device}, method {method_name.strip()}", verbose=True)
         progress, update = tile_progress(Console(stderr=True))
         with progress or nullcontext():
             result = fuse_files(
@@ -175,17 +177,19 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 crop=crop,
                 method=method,
             )
+        if result.weights is not None:
+            status(ctx, f"weights {result.weights}", verbose=True)
         for note in result.notes:
-            typer.echo(f"note: {note}", err=True)
+            status(ctx, f"note: {note}")
         if json_out:
             record = result_record(task.spec, result, device, method_name.strip())
             typer.echo(json.dumps(record))
-        else:
-            colour = "colour" if result.channels == 3 else "grey"
-            typer.echo(
-                f"wrote {result.output} ({result.width}x{result.height}, {colour}, "
-                f"{result.bit_depth}-bit) in {result.seconds:.1f} s"
-            )
+        colour = "colour" if result.channels == 3 else "grey"
+        status(
+            ctx,
+            f"wrote {result.output} ({result.width}x{result.height}, {colour}, "
+            f"{result.bit_depth}-bit) in {result.seconds:.1f} s",
+        )
 
     command.__doc__ = describe_task(spec)
     return command
