@@ -120,8 +120,8 @@ def tile_option() -> Any:
 
 
 def overwrite_option(help_text: str = "Replace an existing output.") -> Any:
-    """``--overwrite``."""
-    return typer.Option(False, "--overwrite", help=help_text)
+    """``--overwrite``, also spelled ``--force``."""
+    return typer.Option(False, "--overwrite", "--force", help=f"{help_text} (alias: --force)")
 
 
 def json_option(help_text: str) -> Any:

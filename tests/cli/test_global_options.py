@@ -1,4 +1,4 @@
-"""Root options after the command, -q/-v, status lines on stderr (issue 19)."""
+"""Root options after the command, -q/-v, status lines on stderr, --force (issue 19)."""
 
 from __future__ import annotations
 
@@ -83,3 +83,15 @@ def test_quiet_and_verbose(tmp_path: Path, pair, weights) -> None:
     lines = verbose.stderr.splitlines()
     assert any(line.startswith("device cpu, method pslpt") for line in lines)
     assert f"weights {weights}" in lines and lines[-1].startswith("wrote")
+
+
+def test_force_is_overwrite_in_every_command(tmp_path: Path, pair, weights) -> None:
+    out = tmp_path / "o.png"
+    assert _run("ivf", *pair, "-o", out, "--weights", weights).exit_code == 0
+    again = runner.invoke(build_app(), ["ivf", *map(str, pair), "-o", str(out)])
+    assert again.exit_code == 1 and "--overwrite" in again.stderr
+    assert _run("ivf", *pair, "-o", out, "--weights", weights, "--force").exit_code == 0
+    for command in ("ivf", "batch", "align", "demo", ["weights", "convert"]):
+        words = command if isinstance(command, list) else [command]
+        help_text = runner.invoke(build_app(), [*words, "--help"], terminal_width=200).stdout
+        assert "--force" in help_text, command
