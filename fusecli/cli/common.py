@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -88,6 +89,13 @@ def status(ctx: typer.Context, line: str, *, verbose: bool = False) -> None:
     if options.quiet or (verbose and not options.verbose):
         return
     print(line, file=sys.stderr)
+
+
+def output_in_folder(output: Path, first_source: Path) -> Path:
+    """``-o FOLDER``: an existing folder gets the output named after the first source."""
+    if output.is_dir():
+        return output / first_source.name
+    return output
 
 
 def weights_option(default: str) -> Any:

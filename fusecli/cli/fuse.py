@@ -21,6 +21,7 @@ from fusecli.cli.common import (
     json_option,
     method_option,
     options_of,
+    output_in_folder,
     overwrite_option,
     parse_depth,
     quality_option,
@@ -135,7 +136,8 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
             ...,
             "-o",
             "--output",
-            help="Output image; its extension picks the format (.png, .jpg, .bmp, .tif).",
+            help="Output image; its extension picks the format (.png, .jpg, .bmp, .tif). "
+            "An existing folder gets the output named after the first source.",
             show_default=False,
         ),
         weights: Path | None = weights_option(f"the shipped {spec.default_weights}"),
@@ -156,6 +158,7 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
         method = chosen_method(method_name)
         device = options_of(ctx).device
+        output = output_in_folder(output, sources[0])
         status(ctx, f"device {device}, method {method_name.strip()}", verbose=True)
         progress, update = tile_progress(Console(stderr=True))
         with progress or nullcontext():

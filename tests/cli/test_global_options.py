@@ -1,4 +1,4 @@
-"""Root options after the command, -q/-v, status lines on stderr, --force (issue 19)."""
+"""Root options after the command, -q/-v, status lines on stderr, --force, -o FOLDER (issue 19)."""
 
 from __future__ import annotations
 
@@ -95,3 +95,20 @@ def test_force_is_overwrite_in_every_command(tmp_path: Path, pair, weights) -> N
         words = command if isinstance(command, list) else [command]
         help_text = runner.invoke(build_app(), [*words, "--help"], terminal_width=200).stdout
         assert "--force" in help_text, command
+
+
+def test_output_folder_names_the_output_after_the_first_source(
+    tmp_path: Path, pair, weights
+) -> None:
+    folder = tmp_path / "fused"
+    folder.mkdir()
+    result = _run("ivf", *pair, "-o", folder, "--weights", weights)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in folder.iterdir()] == ["scene7.png"]
+    # The first source's own folder would mean writing over it: refused, nothing written.
+    same = runner.invoke(build_app(), ["ivf", *map(str, pair), "-o", str(pair[0].parent)])
+    assert same.exit_code == 1 and len(same.stderr.splitlines()) == 1
+    args = ["ivf", *map(str, pair), "-o", str(pair[0].parent), "--force"]
+    forced = runner.invoke(build_app(), args)
+    assert forced.exit_code == 1 and "scene7.png" in forced.stderr
+    assert pair[0].stat().st_size > 100
