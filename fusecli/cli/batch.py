@@ -271,16 +271,29 @@ def _check_unique(jobs: Sequence[Job]) -> None:
         seen[job.output] = job
 
 
+def _shard_from_environment() -> tuple[str, str, str]:
+    """(rank, world size, where from): torchrun's RANK/WORLD_SIZE, else a SLURM job array's
+    SLURM_ARRAY_TASK_ID (counted from SLURM_ARRAY_TASK_MIN) and SLURM_ARRAY_TASK_COUNT."""
+    env = os.environ
+    if "RANK" in env or "WORLD_SIZE" in env or "SLURM_ARRAY_TASK_ID" not in env:
+        return env.get("RANK", "0"), env.get("WORLD_SIZE", "1"), "RANK/WORLD_SIZE"
+    source = "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"
+    try:
+        rank = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+    except ValueError:
+        return env["SLURM_ARRAY_TASK_ID"], "", source
+    return str(rank), env.get("SLURM_ARRAY_TASK_COUNT", ""), source
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
     """``(rank, world_size)`` from ``--shard I/N`` (I counts from 0), else torchrun's RANK and
-    WORLD_SIZE, else ``(0, 1)``.
+    WORLD_SIZE, else a SLURM job array's task id and count, else ``(0, 1)``.
 
     Raises:
         FuseError: malformed value.
     """
     if text is None:
-        rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
-        source = "RANK/WORLD_SIZE"
+        rank, world, source = _shard_from_environment()
     else:
         rank, _, world = text.partition("/")
         source = f"--shard {text}"
@@ -383,7 +396,8 @@ def batch(
         None,
         "--shard",
         metavar="I/N",
-        help="Fuse only slice I of N (I from 0); default: torchrun's RANK/WORLD_SIZE, else all.",
+        help="Fuse only slice I of N (I from 0); default: torchrun's RANK/WORLD_SIZE, else a "
+        "SLURM array's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else all.",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the work and problems; fuse nothing."

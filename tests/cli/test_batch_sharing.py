@@ -1,0 +1,52 @@
+"""`fuse batch`: stray files, -o inside the input, shared output folders, SLURM shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fusecli.cli.batch import parse_shard
+from fusecli.cli.main import build_app
+from fusecli.engine import PSLPT, save_weights
+from fusecli.io import write_image
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_weights(PSLPT(), tmp_path_factory.mktemp("w") / "w.safetensors", {})
+
+
+def _pairs(root: Path, count: int) -> Path:
+    for i in range(count):
+        for side in ("ir", "vi"):
+            path = root / side / f"p{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_image(path, torch.rand(1, 1, 24, 32, generator=torch.Generator().manual_seed(i)))
+    return root
+
+
+def _lines(text: str, words: str) -> list[str]:
+    return [line for line in text.splitlines() if words in line]
+
+
+def _run(*args: object):
+    return runner.invoke(build_app(), [str(a) for a in args], catch_exceptions=False)
+
+
+def test_shard_defaults_read_slurm_array_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "WORLD_SIZE", "SLURM_ARRAY_TASK_MIN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    assert parse_shard(None) == (2, 4)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")  # --array=1-4
+    assert parse_shard(None) == (1, 4)
+    monkeypatch.setenv("RANK", "0")  # torchrun's variables win
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert parse_shard(None) == (0, 2)
+    assert parse_shard("3/5") == (3, 5)
