@@ -440,6 +440,11 @@ def batch(
         Path(f"output{suffix}"), bit_depth=bit_depth, quality=quality, compression=compression
     )
     rank, world = parse_shard(shard_text)
+    if outdir.resolve() == folder.resolve():
+        raise FuseError(
+            f"-o {outdir} is the input folder: a rerun would read the outputs as inputs; "
+            f"choose another folder, e.g. -o {folder / 'fused'}"
+        )
     plan = _plan_methods(folder, outdir, catalog, task, suffix, methods_text)
     if not plan.jobs and not plan.problems:
         raise FuseError(

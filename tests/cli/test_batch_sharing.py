@@ -38,6 +38,18 @@ def _run(*args: object):
     return runner.invoke(build_app(), [str(a) for a in args], catch_exceptions=False)
 
 
+def test_output_folder_equal_to_or_inside_the_input(tmp_path: Path, weights) -> None:
+    root = _pairs(tmp_path / "in", 2)
+    same = runner.invoke(build_app(), ["batch", str(root), "-o", str(root / "ir" / "..")])
+    assert same.exit_code == 1 and "is the input folder" in same.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["ir", "vi"]
+    inside = root / "fused"
+    for _ in range(2):  # the rerun must not read fused/ as inputs
+        result = _run("batch", root, "-o", inside, "--weights", weights)
+        assert result.exit_code == 0 and "problem" not in result.output, result.output
+    assert "0 fused, 2 skipped (exist), 0 failed" in result.output
+
+
 def test_shard_defaults_read_slurm_array_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("RANK", "WORLD_SIZE", "SLURM_ARRAY_TASK_MIN"):
         monkeypatch.delenv(name, raising=False)
