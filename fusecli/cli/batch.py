@@ -45,6 +45,7 @@ from fusecli.cli.common import (
     overwrite_option,
     parse_depth,
     quality_option,
+    status,
     strip_option,
     tile_option,
     weights_option,
@@ -68,10 +69,29 @@ class Job:
 
 @dataclass
 class Plan:
-    """Everything found below a folder: jobs to run and files or folders that cannot be used."""
+    """Everything found below a folder: jobs to run and files or folders that cannot be used.
+
+    Attributes:
+        jobs: the fusions to do.
+        problems: one line per file or folder that cannot be used.
+        strays: those of ``problems`` that are single files without a partner (a stray
+            ``notes.jpg``, a frame missing in one folder); ``--skip-unmatched`` ignores them.
+    """
 
     jobs: list[Job] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    strays: list[str] = field(default_factory=list)
+
+    def add(self, other: Plan) -> None:
+        """Append another plan's jobs and problems."""
+        self.jobs += other.jobs
+        self.problems += other.problems
+        self.strays += other.strays
+
+    def stray(self, line: str) -> None:
+        """Record a file that belongs to no pair or stack."""
+        self.problems.append(line)
+        self.strays.append(line)
 
 
 def _subfolders(folder: Path, skip: Path) -> list[Path]:
@@ -129,7 +149,7 @@ def _sibling_jobs(
     for stem in stems:
         missing = [by_name[n].name for n, col in zip(scheme, columns) if stem not in col]
         if missing:
-            plan.problems.append(
+            plan.stray(
                 f"{relative / stem}: no image named {stem!r} in {', '.join(missing)}/; skipped"
             )
             continue
@@ -158,7 +178,7 @@ def _suffix_jobs(
         found = _match_scheme(list(members), schemes)
         if found is None:
             names = ", ".join(p.name for p in members.values())
-            plan.problems.append(f"{relative / prefix}: {names} make no known pair; skipped")
+            plan.stray(f"{relative / prefix}: {names} make no known pair; skipped")
             continue
         tasks, scheme = found
         if len(tasks) > 1:
@@ -170,7 +190,8 @@ def _suffix_jobs(
         sources = tuple(members[name] for name in scheme)
         plan.jobs.append(Job(tasks[0], sources, _out(outdir, relative, prefix, ext)))
         extra = sorted(set(members) - set(scheme))
-        plan.problems += [f"{members[name]}: not part of a pair; skipped" for name in extra]
+        for name in extra:
+            plan.stray(f"{members[name]}: not part of a pair; skipped")
     return plan, loose
 
 
@@ -207,14 +228,11 @@ def plan_batch(
                     f"{', '.join(tasks)}; pass --task"
                 )
             else:
-                sub = _sibling_jobs(folder, root, outdir, tasks[0], scheme, ext)
-                plan.jobs += sub.jobs
-                plan.problems += sub.problems
+                plan.add(_sibling_jobs(folder, root, outdir, tasks[0], scheme, ext))
             subfolders = [p for p in subfolders if p.name.lower() not in scheme]
         pending.extend(reversed(subfolders))
         sub, loose = _suffix_jobs(folder, root, outdir, schemes, ext)
-        plan.jobs += sub.jobs
-        plan.problems += sub.problems
+        plan.add(sub)
         if loose:
             _scene(folder, root, outdir, catalog, task, loose, ext, plan, paired=bool(sub.jobs))
     plan.jobs.sort(key=lambda job: str(job.output))
@@ -237,9 +255,8 @@ def _scene(
     """Treat the images of a folder that are in no pair as one stack, if that makes sense."""
     relative = folder.relative_to(root)
     if paired or len(images) < 2:
-        plan.problems += [
-            f"{relative / p.name}: not part of a pair or stack; skipped" for p in images
-        ]
+        for image in images:
+            plan.stray(f"{relative / image.name}: not part of a pair or stack; skipped")
         return
     name = task or _task_from_ancestors(folder, catalog)
     if name is None:
@@ -333,6 +350,7 @@ class Summary:
     rank: int = 0
     world_size: int = 1
     interrupted: bool = False
+    unmatched: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -345,10 +363,19 @@ class Summary:
             "outputs": self.done,
             "skipped_outputs": self.skipped,
             "failures": self.failed,
+            "unmatched": self.unmatched,
         }
 
 
-def _dry_run(jobs: Sequence[Job], problems: list[str], overwrite: bool, json_out: bool) -> None:
+def report_problems(ctx: typer.Context, problems: Sequence[str]) -> None:
+    """The plan's problems, one ``problem: ...`` line each on stderr, in dry and real runs."""
+    for problem in problems:
+        status(ctx, f"problem: {problem}")
+
+
+def _dry_run(
+    ctx: typer.Context, jobs: Sequence[Job], problems: list[str], overwrite: bool, json_out: bool
+) -> None:
     rows = [
         {
             "task": job.task,
@@ -361,14 +388,13 @@ def _dry_run(jobs: Sequence[Job], problems: list[str], overwrite: bool, json_out
     ]
     if json_out:
         typer.echo(json.dumps({"jobs": rows, "problems": problems}, indent=2))
-        return
-    for row in rows:
-        sources = " + ".join(f"{Path(p).parent.name}/{Path(p).name}" for p in row["sources"])  # type: ignore[union-attr]
-        typer.echo(f"{row['action']:<13} {row['task']:<6} {sources} -> {row['output']}")
-    for problem in problems:
-        typer.echo(f"problem: {problem}", err=True)
+    else:
+        for row in rows:
+            sources = " + ".join(f"{Path(p).parent.name}/{Path(p).name}" for p in row["sources"])  # type: ignore[union-attr]
+            typer.echo(f"{row['action']:<13} {row['task']:<6} {sources} -> {row['output']}")
+    report_problems(ctx, problems)
     todo = sum(row["action"] == "fuse" for row in rows)
-    typer.echo(f"{len(rows)} jobs ({todo} to fuse), {len(problems)} problems")
+    status(ctx, f"{len(rows)} jobs ({todo} to fuse), {len(problems)} problems")
 
 
 def batch(
@@ -398,6 +424,11 @@ def batch(
         metavar="I/N",
         help="Fuse only slice I of N (I from 0); default: torchrun's RANK/WORLD_SIZE, else a "
         "SLURM array's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else all.",
+    ),
+    skip_unmatched: bool = typer.Option(
+        False,
+        "--skip-unmatched",
+        help="List files that belong to no pair or stack but do not fail for them (exit 0).",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the work and problems; fuse nothing."
@@ -454,7 +485,7 @@ def batch(
     # Problems are reported by rank 0 only, so a sharded run lists each once.
     problems = plan.problems if rank == 0 else []
     if dry_run:
-        _dry_run(jobs, problems, overwrite, json_out)
+        _dry_run(ctx, jobs, problems, overwrite, json_out)
         return
     device = options_of(ctx).device
     files = FileOptions(
@@ -465,9 +496,13 @@ def batch(
         quality=quality,
         compression=compression,
     )
+    report_problems(ctx, problems)
     summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files)
-    summary.failed = [{"sources": [], "reason": p} for p in problems] + summary.failed
-    _report(summary, json_out)
+    strays = set(plan.strays) if skip_unmatched else set()
+    summary.unmatched = [p for p in problems if p in strays]
+    failed = [{"sources": [], "reason": p} for p in problems if p not in strays]
+    summary.failed = failed + summary.failed
+    _report(ctx, summary, json_out)
     if summary.interrupted:
         raise typer.Exit(130)
     if summary.failed:
@@ -497,7 +532,7 @@ def _plan_methods(
         for name in dict.fromkeys(names)
         for job in found.jobs
     ]
-    return Plan(jobs=jobs, problems=found.problems)
+    return Plan(jobs=jobs, problems=found.problems, strays=found.strays)
 
 
 def _run(
@@ -556,20 +591,21 @@ def _run(
     return summary
 
 
-def _report(summary: Summary, json_out: bool) -> None:
+def _report(ctx: typer.Context, summary: Summary, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
     else:
         for failure in summary.failed:
             sources = " + ".join(Path(str(p)).name for p in failure["sources"])  # type: ignore[attr-defined]
-            print(
-                f"failed: {sources + ': ' if sources else ''}{failure['reason']}", file=sys.stderr
-            )
-        typer.echo(
-            f"{len(summary.done)} fused, {len(summary.skipped)} skipped (exist), "
-            f"{len(summary.failed)} failed"
-            + (" - interrupted, rerun to resume" if summary.interrupted else "")
-        )
+            if sources:  # the plan's problems were listed before the run
+                print(f"failed: {sources}: {failure['reason']}", file=sys.stderr)
+    unmatched = f", {len(summary.unmatched)} unmatched files ignored" if summary.unmatched else ""
+    status(
+        ctx,
+        f"{len(summary.done)} fused, {len(summary.skipped)} skipped (exist), "
+        f"{len(summary.failed)} failed{unmatched}"
+        + (" - interrupted, rerun to resume" if summary.interrupted else ""),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,31 @@ def _lines(text: str, words: str) -> list[str]:
 
 def _run(*args: object):
     return runner.invoke(build_app(), [str(a) for a in args], catch_exceptions=False)
+
+
+def test_skip_unmatched_lists_strays_once_and_reruns_exit_0(tmp_path: Path, weights) -> None:
+    root = _pairs(tmp_path / "in", 2)
+    write_image(root / "ir" / "stray.png", torch.rand(1, 1, 24, 32))
+    out = tmp_path / "out"
+    base = ("batch", root, "-o", out, "--weights", weights, "--method", "average,pslpt")
+    strict = _run(*base)
+    assert strict.exit_code == 1 and len(_lines(strict.stderr, "stray")) == 1
+    for _ in range(2):  # the first run fuses, the rerun only skips
+        result = _run(*base, "--skip-unmatched")
+        assert result.exit_code == 0, result.output
+        assert len(_lines(result.stderr, "stray")) == 1
+        assert "1 unmatched files ignored" in result.stderr
+    summary = json.loads(_run(*base, "--skip-unmatched", "--json").stdout)
+    assert summary["failed"] == 0 and len(summary["unmatched"]) == 1
+
+
+def test_dry_run_and_real_run_use_the_same_words(tmp_path: Path, weights) -> None:
+    root = _pairs(tmp_path / "in", 1)
+    write_image(root / "vi" / "stray.png", torch.rand(1, 1, 24, 32))
+    args = ("batch", root, "-o", tmp_path / "out", "--weights", weights)
+    dry = [line for line in _run(*args, "--dry-run").stderr.splitlines() if "stray" in line]
+    real = [line for line in _run(*args).stderr.splitlines() if "stray" in line]
+    assert dry == real and dry[0].startswith("problem: ")
 
 
 def test_output_folder_equal_to_or_inside_the_input(tmp_path: Path, weights) -> None:
