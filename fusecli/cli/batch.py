@@ -9,15 +9,20 @@ Layouts recognised anywhere below FOLDER (task names come from each TaskSpec's b
   above is named after the task (``.../mef/sequences/chair/``).
 
 Outputs mirror the input tree under OUTDIR. Existing outputs are skipped unless --overwrite, so
-a rerun resumes; every write is atomic, so an interrupt never leaves a partial file.
+a rerun resumes; every write is atomic, so an interrupt never leaves a partial file. Processes
+sharing OUTDIR (two terminals, a cluster job array) share the work: each claims a pair by
+creating ``.<output name>.claim`` beside its output, exclusively, before fusing it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -350,6 +355,7 @@ class Summary:
     rank: int = 0
     world_size: int = 1
     interrupted: bool = False
+    claimed: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -357,11 +363,13 @@ class Summary:
             "done": len(self.done),
             "skipped": len(self.skipped),
             "failed": len(self.failed),
+            "claimed_elsewhere": len(self.claimed),
             "rank": self.rank,
             "world_size": self.world_size,
             "interrupted": self.interrupted,
             "outputs": self.done,
             "skipped_outputs": self.skipped,
+            "claimed_outputs": self.claimed,
             "failures": self.failed,
             "unmatched": self.unmatched,
         }
@@ -458,6 +466,7 @@ def batch(
 
     Outputs mirror the input tree under OUTPUT; existing ones are skipped, so a rerun resumes.
     A pair that cannot be fused is reported and skipped; the exit status is then 1.
+    Several processes may share one OUTPUT: each pair is claimed by one of them.
     """
     catalog = get_catalog()
     if task is not None:
@@ -562,14 +571,25 @@ def _run(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+    with (
+        Progress(*columns, console=console, disable=not console.is_terminal) as progress,
+        _sigterm_as_interrupt(),
+    ):
         bar = progress.add_task("batch", total=len(todo))
         try:
             for job in todo:
+                claim = None
                 try:
                     spec = catalog.get(job.task).spec
                     method = catalog.get_method(job.method).spec
                     job.output.parent.mkdir(parents=True, exist_ok=True)
+                    claim = claim_output(job.output)
+                    if claim is None:  # another process is fusing it
+                        summary.claimed.append(str(job.output))
+                        continue
+                    if not overwrite and job.output.exists():  # finished by another process
+                        summary.skipped.append(str(job.output))
+                        continue
                     fuse_files(
                         spec, job.sources, job.output, weights=weights, device=device,
                         overwrite=overwrite, resize=resize, tile_size=tile,
@@ -585,10 +605,75 @@ def _run(
                         {"sources": [str(p) for p in job.sources], "reason": reason}
                     )
                     progress.console.print(f"[red]failed[/red] {job.output.name}: {reason}")
-                progress.advance(bar)
+                finally:
+                    if claim is not None:
+                        claim.unlink(missing_ok=True)
+                    progress.advance(bar)
         except KeyboardInterrupt:
             summary.interrupted = True
     return summary
+
+
+def claim_path(output: Path) -> Path:
+    """The claim file of an output: ``.<name>.claim`` beside it."""
+    return output.with_name(f".{output.name}.claim")
+
+
+def claim_output(output: Path) -> Path | None:
+    """Claim ``output`` for this process; None when another live process holds the claim.
+
+    The claim file is created with O_EXCL, so of several processes exactly one succeeds, and
+    holds ``<host> <pid>``. A claim left on this host by a process that no longer exists (a
+    SIGKILL skips the clean-up) is taken over; on another host it must be removed by hand.
+    """
+    path = claim_path(output)
+    for _ in range(2):
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if not _claim_is_stale(path):
+                return None
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+        return path
+    return None
+
+
+def _claim_is_stale(path: Path) -> bool:
+    try:
+        host, pid = path.read_text().split()
+        process = int(pid)
+    except (OSError, ValueError):  # being written, or gone: not ours to take
+        return False
+    if host != socket.gethostname() or process == os.getpid():
+        return False
+    try:
+        os.kill(process, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by another user
+        return False
+    return False
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM (``kill``, SLURM's ``scancel``) like Ctrl-C while the batch runs."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _report(ctx: typer.Context, summary: Summary, json_out: bool) -> None:
@@ -599,11 +684,12 @@ def _report(ctx: typer.Context, summary: Summary, json_out: bool) -> None:
             sources = " + ".join(Path(str(p)).name for p in failure["sources"])  # type: ignore[attr-defined]
             if sources:  # the plan's problems were listed before the run
                 print(f"failed: {sources}: {failure['reason']}", file=sys.stderr)
+    claimed = f", {len(summary.claimed)} claimed by another process" if summary.claimed else ""
     unmatched = f", {len(summary.unmatched)} unmatched files ignored" if summary.unmatched else ""
     status(
         ctx,
         f"{len(summary.done)} fused, {len(summary.skipped)} skipped (exist), "
-        f"{len(summary.failed)} failed{unmatched}"
+        f"{len(summary.failed)} failed{claimed}{unmatched}"
         + (" - interrupted, rerun to resume" if summary.interrupted else ""),
     )
 

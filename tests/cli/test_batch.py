@@ -178,8 +178,9 @@ def test_two_cpu_ranks_split_the_folder(tmp_path: Path, weights: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == [f"f{i}.png" for i in range(5)]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # SIGTERM: scancel, kill
 def test_an_interrupt_leaves_only_complete_outputs_and_a_rerun_resumes(
-    tmp_path: Path, weights: Path
+    tmp_path: Path, weights: Path, signum: int
 ) -> None:
     root = tmp_path / "in"
     for i in range(40):
@@ -198,14 +199,14 @@ def test_an_interrupt_leaves_only_complete_outputs_and_a_rerun_resumes(
     deadline = time.monotonic() + 120
     while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
     if proc.returncode == 0:
         pytest.skip("the batch finished before the interrupt arrived")
     assert proc.returncode == 130, stderr
     assert "interrupted, rerun to resume" in stderr and stdout == ""
     written = sorted(out.iterdir())
-    assert all(not p.name.startswith(".") for p in written), "a temporary file was left behind"
+    assert all(not p.name.startswith(".") for p in written), "a temporary or claim file was left"
     for path in written:
         assert read_image(path).pixels.shape == (1, 1, 32, 48)
     dry = _run("batch", str(root), "-o", str(out), "--dry-run")

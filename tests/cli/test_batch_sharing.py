@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from fusecli.cli.batch import parse_shard
+from fusecli.cli.batch import claim_output, claim_path, parse_shard
 from fusecli.cli.main import build_app
 from fusecli.engine import PSLPT, save_weights
 from fusecli.io import write_image
+from tests.conftest import REPO_ROOT
 
 runner = CliRunner()
 
@@ -74,6 +79,50 @@ def test_output_folder_equal_to_or_inside_the_input(tmp_path: Path, weights) -> 
         result = _run("batch", root, "-o", inside, "--weights", weights)
         assert result.exit_code == 0 and "problem" not in result.output, result.output
     assert "0 fused, 2 skipped (exist), 0 failed" in result.output
+
+
+def test_a_claim_is_exclusive_and_a_dead_process_claim_is_taken_over(tmp_path: Path) -> None:
+    output = tmp_path / "x.png"
+    claim = claim_output(output)
+    assert claim == claim_path(output) and claim.name == ".x.png.claim"
+    host, pid = claim.read_text().split()
+    assert (host, int(pid)) == (socket.gethostname(), os.getpid())
+    claim.write_text(f"{socket.gethostname()} 1\n")  # pid 1 is alive: not stale
+    assert claim_output(output) is None
+    claim.write_text("elsewhere.example 12345\n")  # another host: never taken
+    assert claim_output(output) is None
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True).stdout.strip()  # fmt: skip
+    claim.write_text(f"{socket.gethostname()} {dead}\n")
+    assert claim_output(output) == claim and claim.read_text().split()[1] == str(os.getpid())
+
+
+def test_two_processes_share_one_output_folder(tmp_path: Path, weights) -> None:
+    root = _pairs(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "SLURM_ARRAY_TASK_ID"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "fusecli", "batch", str(root), "-o", str(out)]
+    procs = [
+        subprocess.Popen(
+            [*command, "--weights", str(weights), "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    summaries = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        summaries.append(json.loads(stdout))
+    done = [output for summary in summaries for output in summary["outputs"]]
+    assert sorted(done) == sorted(str(out / f"p{i}.png") for i in range(6))  # each once
+    assert all(summary["failed"] == 0 for summary in summaries)
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i}.png" for i in range(6)]
 
 
 def test_shard_defaults_read_slurm_array_variables(monkeypatch: pytest.MonkeyPatch) -> None:
