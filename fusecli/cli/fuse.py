@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -199,9 +200,11 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``fuse <task>`` for every task in the catalog; print one warning per broken plugin."""
+    """Add ``fuse <task>`` for every task in the catalog; print one warning per broken plugin
+    (not while the shell asks for completions: they would garble the prompt)."""
     catalog = get_catalog()
-    for warning in catalog.warnings:
+    completing = "_FUSE_COMPLETE" in os.environ
+    for warning in [] if completing else catalog.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for name in sorted(catalog.tasks):
         spec = catalog.tasks[name].spec
