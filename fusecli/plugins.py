@@ -244,25 +244,14 @@ def load_catalog(
     for entry_point in _entry_points():
         package, builtin = _package_of(entry_point)
         if entry_point.name in turned_off:
+            why = f"{DISABLE_PLUGINS_ENV} names it"
+        elif not builtin and not autoload:
+            why = f"{DISABLE_AUTOLOAD_ENV} is set"
+        else:
+            why = ""
+        if why:
             catalog.plugins.append(
-                PluginInfo(
-                    entry_point.name,
-                    package,
-                    entry_point.value,
-                    "disabled",
-                    message=f"{DISABLE_PLUGINS_ENV} names it",
-                )
-            )
-            continue
-        if not builtin and not autoload:
-            catalog.plugins.append(
-                PluginInfo(
-                    entry_point.name,
-                    package,
-                    entry_point.value,
-                    "disabled",
-                    message=f"{DISABLE_AUTOLOAD_ENV} is set",
-                )
+                PluginInfo(entry_point.name, package, entry_point.value, "disabled", message=why)
             )
             continue
         try:

@@ -11,19 +11,8 @@ import pytest
 from fusecli import plugins
 from fusecli.cli import fuse as fuse_command
 from fusecli.cli.main import build_app
-from fusecli.color import ColorPolicy
-from fusecli.hookspecs import InputRole, TaskSpec, hookimpl
-
-
-def _task(name: str, **fields) -> TaskSpec:
-    return TaskSpec(
-        name=name,
-        help="a test task",
-        roles=(InputRole("left", "left image"), InputRole("right", "right image")),
-        faf_set=1,
-        color=ColorPolicy(mode="chroma_weighted"),
-        **fields,
-    )
+from fusecli.hookspecs import hookimpl
+from tests.test_plugins import _pair_task as _task
 
 
 def _load(*plugins_: tuple[str, object]) -> plugins.TaskCatalog:

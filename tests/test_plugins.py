@@ -26,13 +26,14 @@ def _plugin(*specs: TaskSpec) -> types.SimpleNamespace:
     return types.SimpleNamespace(fusecli_register_tasks=fusecli_register_tasks)
 
 
-def _pair_task(name: str) -> TaskSpec:
+def _pair_task(name: str, **fields) -> TaskSpec:
     return TaskSpec(
         name=name,
         help="a test task",
         roles=(InputRole("left", "left image"), InputRole("right", "right image")),
         faf_set=1,
         color=ColorPolicy(mode="chroma_weighted"),
+        **fields,
     )
 
 
