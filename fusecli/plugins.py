@@ -9,15 +9,23 @@ distribution (third-party plugins); the built-in entry points of the ``fusecli``
 still load, because without them the command has no tasks at all. The tests set it, so that a
 plugin installed in a developer's environment cannot change their results.
 
-A plugin that fails to import, has a malformed hook or declares an invalid task is skipped with
-one warning naming it; every other task keeps working. Two plugins registering the same task
-name is an error naming both packages, raised when that task is used. Running a task is
-fusecli.pipeline's job.
+``FUSECLI_DISABLE_PLUGINS=name1,name2`` turns off single plugins by entry-point name (built-in
+ones too).
+
+A plugin that fails to import or has a malformed hook (a wrong argument name is named) is
+skipped with one warning naming it; every other task keeps working. A plugin that registers
+nothing (a misspelled hook name, a missing ``@hookimpl``) gets one warning. One invalid
+registration costs only that task: the plugin's valid ones stay, and so do those it registered
+before raising. A ``default_weights`` that is not installed is reported at registration. A
+third-party task or method named like a built-in one is ignored with one warning (built-ins
+win); two third-party packages registering the same name is an error naming both, raised when
+that name is used. Running a task is fusecli.pipeline's job.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +39,8 @@ from fusecli.hookspecs import MethodSpec, TaskSpec
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 DISABLE_AUTOLOAD_ENV = "FUSECLI_DISABLE_PLUGIN_AUTOLOAD"
+DISABLE_PLUGINS_ENV = "FUSECLI_DISABLE_PLUGINS"
+HOOK_NAMES = ("fusecli_register_tasks", "fusecli_register_methods")
 BUILTIN_DISTRIBUTION = "fusecli"
 
 
@@ -42,7 +52,8 @@ class PluginInfo:
         name: entry-point name (or the name given to an in-process plugin).
         package: distribution that declared it, with its version, e.g. ``"fusecli 0.1.0"``.
         module: the module the entry point names.
-        status: ``"loaded"``, ``"failed"`` or ``"disabled"`` (autoload turned off).
+        status: ``"loaded"``, ``"failed"`` or ``"disabled"`` (autoload turned off, or named
+            in FUSECLI_DISABLE_PLUGINS).
         tasks: names of the tasks it registered.
         message: why it failed or was not loaded.
         methods: names of the fusion methods it registered.
@@ -125,16 +136,25 @@ class TaskCatalog:
 
 
 class _PluginRegistrar:
-    """The ``registry`` one plugin's hook receives; it stamps each task with its origin."""
+    """The ``registry`` one plugin's hook receives; it stamps each task with its origin.
+
+    A wrong registration is noted in ``problems`` rather than raised, so that the plugin's
+    other registrations still happen.
+    """
 
     def __init__(self, plugin: str, package: str) -> None:
         self.plugin = plugin
         self.package = package
         self.registered: list[RegisteredTask] = []
+        self.problems: list[str] = []
 
     def register(self, spec: TaskSpec) -> None:
         if not isinstance(spec, TaskSpec):
-            raise PluginError(f"register() takes a fusecli.hookspecs.TaskSpec, not {spec!r}")
+            self.problems.append(f"register() takes a fusecli.hookspecs.TaskSpec, not {spec!r}")
+            return
+        missing = _missing_weights(spec.default_weights)
+        if missing:
+            self.problems.append(f"task {spec.name!r}: {missing}; it runs only with --weights")
         self.registered.append(RegisteredTask(spec, self.plugin, self.package))
 
 
@@ -145,11 +165,31 @@ class _MethodRegistrar:
         self.plugin = plugin
         self.package = package
         self.registered: list[RegisteredMethod] = []
+        self.problems: list[str] = []
 
     def register(self, spec: MethodSpec) -> None:
         if not isinstance(spec, MethodSpec):
-            raise PluginError(f"register() takes a fusecli.hookspecs.MethodSpec, not {spec!r}")
+            self.problems.append(f"register() takes a fusecli.hookspecs.MethodSpec, not {spec!r}")
+            return
         self.registered.append(RegisteredMethod(spec, self.plugin, self.package))
+
+
+def _missing_weights(name: str) -> str:
+    """'' when the shipped weights ``name`` are installed, else what is wrong."""
+    from fusecli.engine import shipped_weights_path  # torch; only once a task registers
+    from fusecli.errors import WeightsError
+
+    try:
+        shipped_weights_path(name)
+    except WeightsError as exc:
+        return f"default_weights: {exc.problem}"
+    return ""
+
+
+def disabled_plugins() -> set[str]:
+    """Entry-point names listed in FUSECLI_DISABLE_PLUGINS (comma-separated)."""
+    names = os.environ.get(DISABLE_PLUGINS_ENV, "").split(",")
+    return {name.strip() for name in names if name.strip()}
 
 
 def autoload_enabled() -> bool:
@@ -199,18 +239,19 @@ def load_catalog(
     manager.add_hookspecs(hookspecs)
     catalog = TaskCatalog()
     candidates: list[tuple[str, str, str, object]] = []
+    turned_off = disabled_plugins()
 
     for entry_point in _entry_points():
         package, builtin = _package_of(entry_point)
-        if not builtin and not autoload:
+        if entry_point.name in turned_off:
+            why = f"{DISABLE_PLUGINS_ENV} names it"
+        elif not builtin and not autoload:
+            why = f"{DISABLE_AUTOLOAD_ENV} is set"
+        else:
+            why = ""
+        if why:
             catalog.plugins.append(
-                PluginInfo(
-                    entry_point.name,
-                    package,
-                    entry_point.value,
-                    "disabled",
-                    message=f"{DISABLE_AUTOLOAD_ENV} is set",
-                )
+                PluginInfo(entry_point.name, package, entry_point.value, "disabled", message=why)
             )
             continue
         try:
@@ -226,71 +267,146 @@ def load_catalog(
         try:
             manager.register(plugin, name=f"{package}:{name}")
         except Exception as exc:  # pluggy rejects malformed hookimpls and duplicate objects
-            _fail(catalog, name, package, module_name, "has a malformed hook", exc)
+            _fail(catalog, name, package, module_name, "has a malformed hook", exc, plugin)
             continue
         registrar = _PluginRegistrar(name, package)
         method_registrar = _MethodRegistrar(name, package)
+        task_impls = _impls_of(manager.hook.fusecli_register_tasks, plugin)
+        method_impls = _impls_of(manager.hook.fusecli_register_methods, plugin)
+        where = f"plugin {name!r} ({package})"
         try:
             # Called one plugin at a time (not through manager.hook) so that a plugin raising
-            # here loses only its own tasks and methods.
-            for impl in _impls_of(manager.hook.fusecli_register_tasks, plugin):
+            # here loses only what it had not registered yet.
+            for impl in task_impls:
                 impl.function(registry=registrar)
-            for impl in _impls_of(manager.hook.fusecli_register_methods, plugin):
+            for impl in method_impls:
                 impl.function(registry=method_registrar)
         except Exception as exc:
+            catalog.warnings.append(f"{where} failed while registering ({_one_line(exc)})")
+        for problem in registrar.problems + method_registrar.problems:
+            catalog.warnings.append(f"{where}: {problem}")
+        if not registrar.registered and not method_registrar.registered:
             manager.unregister(plugin)
-            _fail(catalog, name, package, module_name, "failed while registering", exc)
+            _nothing_registered(
+                catalog, name, package, module_name, bool(task_impls or method_impls)
+            )
             continue
-        _add_tasks(catalog, registrar.registered)
-        _add_methods(catalog, method_registrar.registered)
-        task_names = tuple(task.spec.name for task in registrar.registered)
-        method_names = tuple(method.spec.name for method in method_registrar.registered)
+        tasks = _add_tasks(catalog, registrar.registered)
+        methods = _add_methods(catalog, method_registrar.registered)
         catalog.plugins.append(
-            PluginInfo(name, package, module_name, "loaded", task_names, methods=method_names)
+            PluginInfo(name, package, module_name, "loaded", tasks, methods=methods)
         )
     return catalog
+
+
+def _nothing_registered(
+    catalog: TaskCatalog, name: str, package: str, module: str, has_hooks: bool
+) -> None:
+    if has_hooks:
+        why = "its hooks registered no valid task or method"
+    else:
+        why = (
+            f"it has no function marked @hookimpl named {' or '.join(HOOK_NAMES)} "
+            "(a misspelled hook name or a missing @hookimpl?)"
+        )
+    message = f"plugin {name!r} ({package}) registers nothing: {why}"
+    if not any(warning.startswith(f"plugin {name!r} ({package})") for warning in catalog.warnings):
+        catalog.warnings.append(message)
+    catalog.plugins.append(PluginInfo(name, package, module, "failed", message=why))
 
 
 def _impls_of(hook: pluggy.HookCaller, plugin: object) -> list[pluggy.HookImpl]:
     return [impl for impl in hook.get_hookimpls() if impl.plugin is plugin]
 
 
-def _add_methods(catalog: TaskCatalog, methods: Sequence[RegisteredMethod]) -> None:
+def _is_builtin(package: str) -> bool:
+    return package.split(" ")[0].lower().replace("_", "-") == BUILTIN_DISTRIBUTION
+
+
+def _shadowed(catalog: TaskCatalog, kind: str, name: str, first_package: str, new) -> bool:
+    """True (with one warning) when ``new`` reuses the name of a built-in task or method."""
+    if not _is_builtin(first_package) or _is_builtin(new.package):
+        return False
+    catalog.warnings.append(
+        f"{kind} {name!r} of plugin {new.plugin!r} ({new.package}) is ignored: fusecli's "
+        f"built-in {kind} has that name; rename it in that package"
+    )
+    return True
+
+
+def _add_methods(catalog: TaskCatalog, methods: Sequence[RegisteredMethod]) -> tuple[str, ...]:
+    """Add the methods; returns the names kept."""
+    kept = []
     for method in methods:
         name = method.spec.name
         first = catalog.methods.get(name)
         if first is None:
             catalog.methods[name] = method
+            kept.append(name)
             continue
+        if _shadowed(catalog, "fusion method", name, first.package, method):
+            continue
+        kept.append(name)
         catalog.method_conflicts[name] = (
             f"fusion method {name!r} is registered by two packages, {first.package} (plugin "
             f"{first.plugin!r}) and {method.package} (plugin {method.plugin!r}); uninstall one"
         )
+    return tuple(kept)
 
 
 def _fail(
-    catalog: TaskCatalog, name: str, package: str, module: str, what: str, exc: BaseException
+    catalog: TaskCatalog,
+    name: str,
+    package: str,
+    module: str,
+    what: str,
+    exc: BaseException,
+    plugin: object = None,
 ) -> None:
+    detail = _argument_problem(plugin) or _one_line(exc)
     message = (
-        f"plugin {name!r} ({package}) {what} ({_one_line(exc)}); "
-        "its tasks and methods are unavailable"
+        f"plugin {name!r} ({package}) {what} ({detail}); its tasks and methods are unavailable"
     )
     catalog.warnings.append(message)
     catalog.plugins.append(PluginInfo(name, package, module, "failed", message=_one_line(exc)))
 
 
-def _add_tasks(catalog: TaskCatalog, tasks: Sequence[RegisteredTask]) -> None:
+def _argument_problem(plugin: object) -> str:
+    """'' or which argument of a hook function the hook does not pass (pluggy takes 3 lines)."""
+    for hook in HOOK_NAMES:
+        function = getattr(plugin, hook, None)
+        if not callable(function):
+            continue
+        passed = list(inspect.signature(getattr(hookspecs, hook)).parameters)
+        taken = list(inspect.signature(function).parameters)
+        unknown = [arg for arg in taken if arg not in passed]
+        if unknown:
+            return (
+                f"{hook}() takes {', '.join(map(repr, unknown))}, but the hook passes only "
+                f"{', '.join(map(repr, passed))}"
+            )
+    return ""
+
+
+def _add_tasks(catalog: TaskCatalog, tasks: Sequence[RegisteredTask]) -> tuple[str, ...]:
+    """Add the tasks; returns the names kept."""
+    kept = []
     for task in tasks:
         name = task.spec.name
         first = catalog.tasks.get(name)
         if first is None:
             catalog.tasks[name] = task
+            kept.append(name)
             continue
+        if _shadowed(catalog, "task", name, first.package, task):
+            continue
+        kept.append(name)
         # Keep the first registration for --help, but refuse to run an ambiguous task.
         catalog.conflicts[name] = (
             f"task {name!r} is registered by two packages, {first.package} (plugin "
             f"{first.plugin!r}) and {task.package} (plugin {task.plugin!r}); uninstall one of them"
         )
+    return tuple(kept)
 
 
 @functools.cache

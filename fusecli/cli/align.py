@@ -13,6 +13,7 @@ from fusecli.cli.common import (
     json_option,
     output_folder_option,
     overwrite_option,
+    status,
     strip_option,
 )
 from fusecli.errors import FuseError
@@ -20,6 +21,7 @@ from fusecli.pipeline import align_files
 
 
 def align(
+    ctx: typer.Context,
     frames: list[Path] = typer.Argument(
         ...,
         metavar="FRAMES...",
@@ -73,7 +75,7 @@ def align(
             f"rotation {motion.rotation_degrees:+.3f} deg, scale {motion.scale:.4f}"
         )
     _, _, height, width = result.crop
-    typer.echo(f"wrote {len(result.outputs)} frames ({width}x{height}) to {outdir}")
+    status(ctx, f"wrote {len(result.outputs)} frames ({width}x{height}) to {outdir}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,9 @@ Layouts recognised anywhere below FOLDER (task names come from each TaskSpec's b
   above is named after the task (``.../mef/sequences/chair/``).
 
 Outputs mirror the input tree under OUTDIR. Existing outputs are skipped unless --overwrite, so
-a rerun resumes; every write is atomic, so an interrupt never leaves a partial file.
+a rerun resumes; every write is atomic, so an interrupt never leaves a partial file. Processes
+sharing OUTDIR (two terminals, a cluster job array) share the work: each claims a pair by
+creating ``.<output name>.claim`` beside its output, exclusively, before fusing it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
+import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +53,7 @@ from fusecli.cli.common import (
     parse_depth,
     precision_option,
     quality_option,
+    status,
     strip_option,
     tile_option,
     weights_option,
@@ -72,10 +78,29 @@ class Job:
 
 @dataclass
 class Plan:
-    """Everything found below a folder: jobs to run and files or folders that cannot be used."""
+    """Everything found below a folder: jobs to run and files or folders that cannot be used.
+
+    Attributes:
+        jobs: the fusions to do.
+        problems: one line per file or folder that cannot be used.
+        strays: those of ``problems`` that are single files without a partner (a stray
+            ``notes.jpg``, a frame missing in one folder); ``--skip-unmatched`` ignores them.
+    """
 
     jobs: list[Job] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    strays: list[str] = field(default_factory=list)
+
+    def add(self, other: Plan) -> None:
+        """Append another plan's jobs and problems."""
+        self.jobs += other.jobs
+        self.problems += other.problems
+        self.strays += other.strays
+
+    def stray(self, line: str) -> None:
+        """Record a file that belongs to no pair or stack."""
+        self.problems.append(line)
+        self.strays.append(line)
 
 
 def _subfolders(folder: Path, skip: Path) -> list[Path]:
@@ -133,7 +158,7 @@ def _sibling_jobs(
     for stem in stems:
         missing = [by_name[n].name for n, col in zip(scheme, columns) if stem not in col]
         if missing:
-            plan.problems.append(
+            plan.stray(
                 f"{relative / stem}: no image named {stem!r} in {', '.join(missing)}/; skipped"
             )
             continue
@@ -162,7 +187,7 @@ def _suffix_jobs(
         found = _match_scheme(list(members), schemes)
         if found is None:
             names = ", ".join(p.name for p in members.values())
-            plan.problems.append(f"{relative / prefix}: {names} make no known pair; skipped")
+            plan.stray(f"{relative / prefix}: {names} make no known pair; skipped")
             continue
         tasks, scheme = found
         if len(tasks) > 1:
@@ -174,7 +199,8 @@ def _suffix_jobs(
         sources = tuple(members[name] for name in scheme)
         plan.jobs.append(Job(tasks[0], sources, _out(outdir, relative, prefix, ext)))
         extra = sorted(set(members) - set(scheme))
-        plan.problems += [f"{members[name]}: not part of a pair; skipped" for name in extra]
+        for name in extra:
+            plan.stray(f"{members[name]}: not part of a pair; skipped")
     return plan, loose
 
 
@@ -211,14 +237,11 @@ def plan_batch(
                     f"{', '.join(tasks)}; pass --task"
                 )
             else:
-                sub = _sibling_jobs(folder, root, outdir, tasks[0], scheme, ext)
-                plan.jobs += sub.jobs
-                plan.problems += sub.problems
+                plan.add(_sibling_jobs(folder, root, outdir, tasks[0], scheme, ext))
             subfolders = [p for p in subfolders if p.name.lower() not in scheme]
         pending.extend(reversed(subfolders))
         sub, loose = _suffix_jobs(folder, root, outdir, schemes, ext)
-        plan.jobs += sub.jobs
-        plan.problems += sub.problems
+        plan.add(sub)
         if loose:
             _scene(folder, root, outdir, catalog, task, loose, ext, plan, paired=bool(sub.jobs))
     plan.jobs.sort(key=lambda job: str(job.output))
@@ -241,9 +264,8 @@ def _scene(
     """Treat the images of a folder that are in no pair as one stack, if that makes sense."""
     relative = folder.relative_to(root)
     if paired or len(images) < 2:
-        plan.problems += [
-            f"{relative / p.name}: not part of a pair or stack; skipped" for p in images
-        ]
+        for image in images:
+            plan.stray(f"{relative / image.name}: not part of a pair or stack; skipped")
         return
     name = task or _task_from_ancestors(folder, catalog)
     if name is None:
@@ -275,16 +297,29 @@ def _check_unique(jobs: Sequence[Job]) -> None:
         seen[job.output] = job
 
 
+def _shard_from_environment() -> tuple[str, str, str]:
+    """(rank, world size, where from): torchrun's RANK/WORLD_SIZE, else a SLURM job array's
+    SLURM_ARRAY_TASK_ID (counted from SLURM_ARRAY_TASK_MIN) and SLURM_ARRAY_TASK_COUNT."""
+    env = os.environ
+    if "RANK" in env or "WORLD_SIZE" in env or "SLURM_ARRAY_TASK_ID" not in env:
+        return env.get("RANK", "0"), env.get("WORLD_SIZE", "1"), "RANK/WORLD_SIZE"
+    source = "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"
+    try:
+        rank = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+    except ValueError:
+        return env["SLURM_ARRAY_TASK_ID"], "", source
+    return str(rank), env.get("SLURM_ARRAY_TASK_COUNT", ""), source
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
     """``(rank, world_size)`` from ``--shard I/N`` (I counts from 0), else torchrun's RANK and
-    WORLD_SIZE, else ``(0, 1)``.
+    WORLD_SIZE, else a SLURM job array's task id and count, else ``(0, 1)``.
 
     Raises:
         FuseError: malformed value.
     """
     if text is None:
-        rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
-        source = "RANK/WORLD_SIZE"
+        rank, world, source = _shard_from_environment()
     else:
         rank, _, world = text.partition("/")
         source = f"--shard {text}"
@@ -325,22 +360,35 @@ class Summary:
     rank: int = 0
     world_size: int = 1
     interrupted: bool = False
+    claimed: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "done": len(self.done),
             "skipped": len(self.skipped),
             "failed": len(self.failed),
+            "claimed_elsewhere": len(self.claimed),
             "rank": self.rank,
             "world_size": self.world_size,
             "interrupted": self.interrupted,
             "outputs": self.done,
             "skipped_outputs": self.skipped,
+            "claimed_outputs": self.claimed,
             "failures": self.failed,
+            "unmatched": self.unmatched,
         }
 
 
-def _dry_run(jobs: Sequence[Job], problems: list[str], overwrite: bool, json_out: bool) -> None:
+def report_problems(ctx: typer.Context, problems: Sequence[str]) -> None:
+    """The plan's problems, one ``problem: ...`` line each on stderr, in dry and real runs."""
+    for problem in problems:
+        status(ctx, f"problem: {problem}")
+
+
+def _dry_run(
+    ctx: typer.Context, jobs: Sequence[Job], problems: list[str], overwrite: bool, json_out: bool
+) -> None:
     rows = [
         {
             "task": job.task,
@@ -353,14 +401,13 @@ def _dry_run(jobs: Sequence[Job], problems: list[str], overwrite: bool, json_out
     ]
     if json_out:
         typer.echo(json.dumps({"jobs": rows, "problems": problems}, indent=2))
-        return
-    for row in rows:
-        sources = " + ".join(f"{Path(p).parent.name}/{Path(p).name}" for p in row["sources"])  # type: ignore[union-attr]
-        typer.echo(f"{row['action']:<13} {row['task']:<6} {sources} -> {row['output']}")
-    for problem in problems:
-        typer.echo(f"problem: {problem}", err=True)
+    else:
+        for row in rows:
+            sources = " + ".join(f"{Path(p).parent.name}/{Path(p).name}" for p in row["sources"])  # type: ignore[union-attr]
+            typer.echo(f"{row['action']:<13} {row['task']:<6} {sources} -> {row['output']}")
+    report_problems(ctx, problems)
     todo = sum(row["action"] == "fuse" for row in rows)
-    typer.echo(f"{len(rows)} jobs ({todo} to fuse), {len(problems)} problems")
+    status(ctx, f"{len(rows)} jobs ({todo} to fuse), {len(problems)} problems")
 
 
 def batch(
@@ -388,7 +435,13 @@ def batch(
         None,
         "--shard",
         metavar="I/N",
-        help="Fuse only slice I of N (I from 0); default: torchrun's RANK/WORLD_SIZE, else all.",
+        help="Fuse only slice I of N (I from 0); default: torchrun's RANK/WORLD_SIZE, else a "
+        "SLURM array's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else all.",
+    ),
+    skip_unmatched: bool = typer.Option(
+        False,
+        "--skip-unmatched",
+        help="List files that belong to no pair or stack but do not fail for them (exit 0).",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the work and problems; fuse nothing."
@@ -419,6 +472,7 @@ def batch(
 
     Outputs mirror the input tree under OUTPUT; existing ones are skipped, so a rerun resumes.
     A pair that cannot be fused is reported and skipped; the exit status is then 1.
+    Several processes may share one OUTPUT: each pair is claimed by one of them.
     """
     catalog = get_catalog()
     if task is not None:
@@ -434,6 +488,11 @@ def batch(
     rank, world = parse_shard(shard_text)
     # Resolved here, so an unusable --precision fails before any folder is searched.
     precision = resolve_precision(precision, options_of(ctx).device)
+    if outdir.resolve() == folder.resolve():
+        raise FuseError(
+            f"-o {outdir} is the input folder: a rerun would read the outputs as inputs; "
+            f"choose another folder, e.g. -o {folder / 'fused'}"
+        )
     plan = _plan_methods(folder, outdir, catalog, task, suffix, methods_text)
     if not plan.jobs and not plan.problems:
         raise FuseError(
@@ -443,7 +502,7 @@ def batch(
     # Problems are reported by rank 0 only, so a sharded run lists each once.
     problems = plan.problems if rank == 0 else []
     if dry_run:
-        _dry_run(jobs, problems, overwrite, json_out)
+        _dry_run(ctx, jobs, problems, overwrite, json_out)
         return
     device = options_of(ctx).device
     files = FileOptions(
@@ -455,9 +514,13 @@ def batch(
         compression=compression,
         precision=precision,
     )
+    report_problems(ctx, problems)
     summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files)
-    summary.failed = [{"sources": [], "reason": p} for p in problems] + summary.failed
-    _report(summary, json_out)
+    strays = set(plan.strays) if skip_unmatched else set()
+    summary.unmatched = [p for p in problems if p in strays]
+    failed = [{"sources": [], "reason": p} for p in problems if p not in strays]
+    summary.failed = failed + summary.failed
+    _report(ctx, summary, json_out)
     if summary.interrupted:
         raise typer.Exit(130)
     if summary.failed:
@@ -487,7 +550,7 @@ def _plan_methods(
         for name in dict.fromkeys(names)
         for job in found.jobs
     ]
-    return Plan(jobs=jobs, problems=found.problems)
+    return Plan(jobs=jobs, problems=found.problems, strays=found.strays)
 
 
 def _run(
@@ -517,22 +580,43 @@ def _run(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+    with (
+        Progress(*columns, console=console, disable=not console.is_terminal) as progress,
+        _sigterm_as_interrupt(),
+    ):
         bar = progress.add_task("batch", total=len(todo))
 
-        def record(job: Job, error: FuseError | None) -> None:
-            if error is None:
-                summary.done.append(str(job.output))
-            else:
-                reason = error_message(error, "batch")
-                summary.failed.append({"sources": [str(p) for p in job.sources], "reason": reason})
-                progress.console.print(f"[red]failed[/red] {job.output.name}: {reason}")
-            progress.advance(bar)
+        # Claims this process holds: taken when a job is read, released when it is recorded, and
+        # all released on the way out (an interrupt leaves jobs read ahead but never fused).
+        held: dict[Path, Path] = {}
+
+        def record(job: Job, error: Exception | None) -> None:
+            try:
+                if isinstance(error, JobNotRun):
+                    getattr(summary, error.outcome).append(str(job.output))
+                elif error is None:
+                    summary.done.append(str(job.output))
+                else:
+                    reason = error_message(error, "batch")
+                    sources = [str(p) for p in job.sources]
+                    summary.failed.append({"sources": sources, "reason": reason})
+                    progress.console.print(f"[red]failed[/red] {job.output.name}: {reason}")
+            finally:
+                claim = held.pop(job.output, None)
+                if claim is not None:
+                    claim.unlink(missing_ok=True)
+                progress.advance(bar)
 
         def start(job: Job) -> FusionJob:
             spec = catalog.get(job.task).spec
             method = catalog.get_method(job.method).spec
             job.output.parent.mkdir(parents=True, exist_ok=True)
+            claim = claim_output(job.output)
+            if claim is None:
+                raise JobNotRun("claimed")  # another process is fusing it
+            held[job.output] = claim
+            if not overwrite and job.output.exists():
+                raise JobNotRun("skipped")  # finished by another process meanwhile
             fusion = prepare_job(
                 spec, job.sources, job.output, weights=weights, device=device,
                 overwrite=overwrite, resize=resize, tile_size=tile, progress=None,
@@ -549,7 +633,22 @@ def _run(
             run_overlapped(todo, start, record)
         except KeyboardInterrupt:
             summary.interrupted = True
+        finally:
+            for claim in list(held.values()):
+                claim.unlink(missing_ok=True)
     return summary
+
+
+class JobNotRun(Exception):
+    """Raised by a batch job's start for a job this process leaves alone.
+
+    ``outcome`` names the :class:`Summary` list the job goes to: ``claimed`` (another process
+    is fusing it) or ``skipped`` (another process finished it).
+    """
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
 
 
 # Jobs read ahead of the network, and fused images waiting for the writer: enough to hide a
@@ -571,14 +670,15 @@ def _put(channel: queue.Queue, item: object, stop: threading.Event) -> None:
 def run_overlapped(
     jobs: Sequence[Job],
     start: Callable[[Job], FusionJob],
-    record: Callable[[Job, FuseError | None], None],
+    record: Callable[[Job, Exception | None], None],
 ) -> None:
     """Read, fuse and write jobs in order, the three stages of consecutive jobs overlapping.
 
     A reader thread checks and reads the next jobs (``start``) while this thread runs the
     network on the current one, and a writer thread writes the previous one (atomically, as
     ever). ``record(job, error)`` is called once per job, in order: with None when its output
-    is written, with the FuseError that stopped it otherwise. On Ctrl-C (KeyboardInterrupt in
+    is written, with the FuseError that stopped it or the JobNotRun that ``start`` raised
+    otherwise. On Ctrl-C (KeyboardInterrupt in
     this thread) no new job is read or fused, images already fused are still written, and the
     interrupt propagates. Any other exception (a bug) is re-raised here after both threads end.
     """
@@ -593,7 +693,7 @@ def run_overlapped(
                 return
             try:
                 item = (job, start(job), None)
-            except FuseError as exc:
+            except (FuseError, JobNotRun) as exc:
                 item = (job, None, exc)
             except BaseException as exc:
                 bugs.append(exc)
@@ -612,7 +712,7 @@ def run_overlapped(
                     raise error
                 write_job(fusion, fused)
                 record(job, None)
-            except FuseError as exc:
+            except (FuseError, JobNotRun) as exc:
                 record(job, exc)
             except BaseException as exc:
                 bugs.append(exc)
@@ -639,20 +739,84 @@ def run_overlapped(
         raise bugs[0]
 
 
-def _report(summary: Summary, json_out: bool) -> None:
+def claim_path(output: Path) -> Path:
+    """The claim file of an output: ``.<name>.claim`` beside it."""
+    return output.with_name(f".{output.name}.claim")
+
+
+def claim_output(output: Path) -> Path | None:
+    """Claim ``output`` for this process; None when another live process holds the claim.
+
+    The claim file is created with O_EXCL, so of several processes exactly one succeeds, and
+    holds ``<host> <pid>``. A claim left on this host by a process that no longer exists (a
+    SIGKILL skips the clean-up) is taken over; on another host it must be removed by hand.
+    """
+    path = claim_path(output)
+    for _ in range(2):
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if not _claim_is_stale(path):
+                return None
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+        return path
+    return None
+
+
+def _claim_is_stale(path: Path) -> bool:
+    try:
+        host, pid = path.read_text().split()
+        process = int(pid)
+    except (OSError, ValueError):  # being written, or gone: not ours to take
+        return False
+    if host != socket.gethostname() or process == os.getpid():
+        return False
+    try:
+        os.kill(process, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by another user
+        return False
+    return False
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM (``kill``, SLURM's ``scancel``) like Ctrl-C while the batch runs."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _report(ctx: typer.Context, summary: Summary, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
     else:
         for failure in summary.failed:
             sources = " + ".join(Path(str(p)).name for p in failure["sources"])  # type: ignore[attr-defined]
-            print(
-                f"failed: {sources + ': ' if sources else ''}{failure['reason']}", file=sys.stderr
-            )
-        typer.echo(
-            f"{len(summary.done)} fused, {len(summary.skipped)} skipped (exist), "
-            f"{len(summary.failed)} failed"
-            + (" - interrupted, rerun to resume" if summary.interrupted else "")
-        )
+            if sources:  # the plan's problems were listed before the run
+                print(f"failed: {sources}: {failure['reason']}", file=sys.stderr)
+    claimed = f", {len(summary.claimed)} claimed by another process" if summary.claimed else ""
+    unmatched = f", {len(summary.unmatched)} unmatched files ignored" if summary.unmatched else ""
+    status(
+        ctx,
+        f"{len(summary.done)} fused, {len(summary.skipped)} skipped (exist), "
+        f"{len(summary.failed)} failed{claimed}{unmatched}"
+        + (" - interrupted, rerun to resume" if summary.interrupted else ""),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
 import typer
 
-from fusecli.engine import select_device
 from fusecli.errors import FuseError
+
+if TYPE_CHECKING:  # torch is imported only by commands that run a network (fast --version)
+    import torch
 
 # How the command line fixes what FuseError.hint names; "{command}" is the failing command.
 HINTS: dict[str, str] = {
@@ -35,6 +38,12 @@ def error_message(exc: FuseError, command: str = "") -> str:
     return f"{exc.problem}; {hint.format(command=command or 'COMMAND')}"
 
 
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
+
+
 @dataclass
 class GlobalOptions:
     """Options of the root callback, shared by every command through ``ctx.obj``.
@@ -43,15 +52,23 @@ class GlobalOptions:
         debug: show tracebacks.
         device_name: ``--device`` as given (``auto`` lets ``fuse train`` use the recipe's).
         device: ``--device`` resolved, where the fusion commands run the network.
+        quiet: ``-q``: no status lines ("wrote", "note"), only errors and data.
+        verbose: ``-v``: also say which device, method and weights were used.
     """
 
     debug: bool = False
     device_name: str = "auto"
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=_cpu)
+    quiet: bool = False
+    verbose: bool = False
 
 
 def resolve_device(name: str) -> torch.device:
     """``--device``: under torchrun with CUDA, ``auto`` takes the GPU of this LOCAL_RANK."""
+    import torch
+
+    from fusecli.engine import select_device
+
     local_rank = os.environ.get("LOCAL_RANK")
     if name.strip().lower() == "auto" and local_rank is not None and torch.cuda.is_available():
         return select_device(f"cuda:{int(local_rank)}")
@@ -62,6 +79,24 @@ def options_of(ctx: typer.Context) -> GlobalOptions:
     """The root's options (defaults when a command is invoked without the root app)."""
     options = ctx.find_root().obj
     return options if isinstance(options, GlobalOptions) else GlobalOptions()
+
+
+def status(ctx: typer.Context, line: str, *, verbose: bool = False) -> None:
+    """A status line ("wrote ...", "note: ...") on stderr, so stdout carries only data.
+
+    Nothing with ``-q``; a ``verbose`` line only with ``-v``.
+    """
+    options = options_of(ctx)
+    if options.quiet or (verbose and not options.verbose):
+        return
+    print(line, file=sys.stderr)
+
+
+def output_in_folder(output: Path, first_source: Path) -> Path:
+    """``-o FOLDER``: an existing folder gets the output named after the first source."""
+    if output.is_dir():
+        return output / first_source.name
+    return output
 
 
 def weights_option(default: str) -> Any:
@@ -94,8 +129,8 @@ def tile_option() -> Any:
 
 
 def overwrite_option(help_text: str = "Replace an existing output.") -> Any:
-    """``--overwrite``."""
-    return typer.Option(False, "--overwrite", help=help_text)
+    """``--overwrite``, also spelled ``--force``."""
+    return typer.Option(False, "--overwrite", "--force", help=f"{help_text} (alias: --force)")
 
 
 def json_option(help_text: str) -> Any:

@@ -24,6 +24,7 @@ from fusecli.cli.common import (
     options_of,
     output_folder_option,
     overwrite_option,
+    status,
     weights_option,
 )
 from fusecli.errors import FuseError
@@ -199,10 +200,10 @@ def demo(
                    "contact_sheet": str(sheet_path), "tasks": records}  # fmt: skip
         typer.echo(json.dumps(summary, indent=2))
         return
-    typer.echo(f"note: {SIMULATED_NOTE} ({origin}), not real captures")
+    status(ctx, f"note: {SIMULATED_NOTE} ({origin}), not real captures")
     for record in records:
-        typer.echo(f"wrote {record['output']}")
-    typer.echo(f"contact sheet: {sheet_path}")
+        status(ctx, f"wrote {record['output']}")
+    status(ctx, f"contact sheet: {sheet_path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,9 @@
-"""`fuse eval`: fusion quality metrics of fused images, one method or several side by side."""
+"""`fuse eval`: fusion quality metrics of fused images, one method or several side by side.
+
+Two ways to name the images: ``PAIRS FUSED`` (the folder ``fuse batch`` read and the folder it
+wrote; pairs are found by batch's own layout planner and matched by relative path), or
+``SRC_A SRC_B FUSED...`` (files, or folders matched by file name).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from fusecli.cli.common import error_message, status
 from fusecli.errors import FuseError, ImageReadError
-from fusecli.io import SUPPORTED_EXTENSIONS, image_files, read_image
+from fusecli.io import SUPPORTED_EXTENSIONS, image_files, natural_key, read_image
 from fusecli.metrics import (
     COLOUR_MODES,
     DEFAULT_METRICS,
@@ -119,6 +125,100 @@ def plan_jobs(
         )
         for stem, path in stems.items()
     ]
+
+
+@dataclass
+class PairsPlan:
+    """``PAIRS FUSED`` matched: jobs, method names and one line per thing left out."""
+
+    jobs: list[Job]
+    methods: list[str]
+    skipped: list[str]
+
+
+def method_trees(fused: Path) -> list[tuple[str, Path]]:
+    """(method, folder): FUSED's subfolders named after a registered method (the layout of
+    ``fuse batch --method a,b``), else FUSED itself as one method named after it."""
+    from fusecli.plugins import get_catalog
+
+    methods = get_catalog().methods
+    trees = [(p.name, p) for p in sorted(fused.iterdir(), key=lambda p: p.name) if p.is_dir()]
+    found = [(name, folder) for name, folder in trees if name in methods]
+    return found or [(fused.name, fused)]
+
+
+def _fused_images(folder: Path, others: list[Path]) -> dict[Path, Path]:
+    """Every image below ``folder`` (not below another method's folder), by relative path
+    without extension."""
+    images: dict[Path, Path] = {}
+    for path in sorted(folder.rglob("*"), key=lambda p: natural_key(p.name)):
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+        if hidden or path.suffix.lower() not in SUPPORTED_EXTENSIONS or not path.is_file():
+            continue
+        if any(other in path.parents for other in others if other != folder):
+            continue
+        images.setdefault(path.relative_to(folder).with_suffix(""), path)
+    return images
+
+
+def plan_pairs(pairs: Path, fused: Path) -> PairsPlan:
+    """Match the pairs ``fuse batch`` finds in PAIRS with each method's fused images.
+
+    Args:
+        pairs: the folder ``fuse batch`` read.
+        fused: the folder it wrote (``-o``); with ``--method a,b``, the folder holding a/ and b/.
+
+    Returns:
+        One job per pair fused by every method, named by its relative path; stacks of 3 or
+        more images (the metrics compare two sources), pairs without a fused image, fused
+        images of no pair and the planner's own problems are listed in ``skipped``.
+
+    Raises:
+        FuseError: a folder is missing, or nothing at all can be evaluated.
+    """
+    from fusecli.cli.batch import plan_batch
+    from fusecli.plugins import get_catalog
+
+    for role, path in (("PAIRS", pairs), ("FUSED", fused)):
+        if not path.is_dir():
+            what = "is a file" if path.exists() else "does not exist"
+            raise FuseError(
+                f"{role} {path} {what}; PAIRS FUSED are the folders fuse batch read and wrote "
+                "(for single images give SRC_A SRC_B FUSED)."
+            )
+    plan = plan_batch(pairs, fused, get_catalog())
+    trees = method_trees(fused)
+    found = {name: _fused_images(folder, [f for _, f in trees]) for name, folder in trees}
+    skipped = list(plan.problems)
+    jobs: list[Job] = []
+    planned: set[Path] = set()
+    for job in plan.jobs:
+        relative = job.output.relative_to(fused).with_suffix("")
+        planned.add(relative)
+        if len(job.sources) != 2:
+            skipped.append(
+                f"{relative}: a stack of {len(job.sources)} images; the metrics compare two "
+                "sources; skipped"
+            )
+            continue
+        missing = [name for name in found if relative not in found[name]]
+        if missing:
+            skipped.append(f"{relative}: no fused image in {', '.join(missing)}; skipped")
+            continue
+        outputs = tuple(found[name][relative] for name in found)
+        jobs.append(Job(relative.as_posix(), job.sources[0], job.sources[1], None, outputs))
+    for images in found.values():
+        skipped += [
+            f"{path}: matches no pair in {pairs}; skipped"
+            for relative, path in images.items()
+            if relative not in planned
+        ]
+    if not jobs:
+        raise FuseError(
+            f"no pair in {pairs} has a fused image in {fused} ({len(skipped)} files or "
+            "folders left out); give the folder fuse batch read and the one it wrote."
+        )
+    return PairsPlan(jobs, list(found), skipped)
 
 
 def read_planes(path: Path) -> np.ndarray:
@@ -319,16 +419,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_command(
-        source_a: Path = typer.Argument(
-            ..., metavar="SRC_A", help="First source (e.g. visible): an image or a folder."
-        ),
-        source_b: Path = typer.Argument(
-            ..., metavar="SRC_B", help="Second source (e.g. infrared): an image or a folder."
-        ),
-        fused: list[Path] = typer.Argument(
+        ctx: typer.Context,
+        paths: list[Path] = typer.Argument(
             ...,
-            metavar="FUSED...",
-            help="Fused image or folder; give several folders to compare methods side by side.",
+            metavar="PAIRS FUSED | SRC_A SRC_B FUSED...",
+            help="Two folders: the one `fuse batch` read and the one it wrote (with --method "
+            "a,b, the folder holding a/ and b/); pairs are matched by relative path. Or three "
+            "or more: first source, second source, then one fused image or folder per method.",
+            show_default=False,
         ),
         reference: Path | None = typer.Option(
             None,
@@ -366,45 +464,83 @@ def register(app: typer.Typer) -> None:
             "gray: convert colour images to greyscale first.",
         ),
     ) -> None:
-        """Compute fusion quality metrics (VIFB/MEFB definitions); folders match by file name."""
-        if colour not in COLOUR_MODES:
-            raise FuseError(f"unknown --colour {colour!r}; choose from {', '.join(COLOUR_MODES)}.")
-        names = _parse_metrics(metrics)
-        fused = method_folders(list(fused))
+        """Compute fusion quality metrics (VIFB/MEFB definitions) of fused images.
+
+        fuse eval PAIRS FUSED: every pair `fuse batch PAIRS -o FUSED` finds, against each
+        method's result; pairs without a result, results without a pair and stacks of three or
+        more images are listed on stderr and left out.
+        """
+        try:
+            _evaluate(ctx, paths, reference, metrics, as_json, csv_path, jobs, report_path, colour)
+        except FuseError as exc:
+            if as_json:  # the failure as data too, for scripts reading stdout
+                typer.echo(json.dumps({"error": error_message(exc, "eval")}))
+            raise
+
+
+def _evaluate(
+    ctx: typer.Context,
+    paths: list[Path],
+    reference: Path | None,
+    metrics: str | None,
+    as_json: bool,
+    csv_path: Path | None,
+    jobs: int,
+    report_path: Path | None,
+    colour: str,
+) -> None:
+    """The body of ``fuse eval`` (see its help)."""
+    if colour not in COLOUR_MODES:
+        raise FuseError(f"unknown --colour {colour!r}; choose from {', '.join(COLOUR_MODES)}.")
+    names = _parse_metrics(metrics)
+    if len(paths) < 2:
+        raise typer.BadParameter("give PAIRS FUSED or SRC_A SRC_B FUSED...", param_hint="PATHS")
+    if len(paths) == 2:
+        if reference is not None:
+            raise FuseError("--ref works with SRC_A SRC_B FUSED..., not with PAIRS FUSED.")
+        pairs = plan_pairs(paths[0], paths[1])
+        for line in pairs.skipped:
+            status(ctx, f"problem: {line}")
+        plan, methods = pairs.jobs, pairs.methods
+        first = plan[0]
+        sources = (first.source_a.parent, first.source_b.parent)
+    else:
+        source_a, source_b, *fused = paths
+        fused = method_folders(fused)
         plan = plan_jobs(source_a, source_b, fused, reference)
-        # A transient progress bar on stderr, only when it is a terminal (big folders take minutes).
-        progress_console = Console(stderr=True)
-        with Progress(
-            *Progress.get_default_columns(),
-            console=progress_console,
-            transient=True,
-            disable=not progress_console.is_terminal or len(plan) < 2,
-        ) as progress:
-            task = progress.add_task("evaluating", total=len(plan))
-            per_method = evaluate_jobs(
-                plan, names, colour, workers=jobs, on_done=lambda: progress.advance(task)
+        methods, sources = _method_names(fused), (source_a, source_b)
+    # A transient progress bar on stderr, only when it is a terminal (big folders take minutes).
+    progress_console = Console(stderr=True)
+    with Progress(
+        *Progress.get_default_columns(),
+        console=progress_console,
+        transient=True,
+        disable=not progress_console.is_terminal or len(plan) < 2,
+    ) as progress:
+        task = progress.add_task("evaluating", total=len(plan))
+        per_method = evaluate_jobs(
+            plan, names, colour, workers=jobs, on_done=lambda: progress.advance(task)
+        )
+    kept = common_metrics(per_method)
+    if names is None:
+        applicable = list(DEFAULT_METRICS) + (list(REFERENCE_METRICS) if reference else [])
+        for name in (name for name in applicable if name not in kept):
+            size = METRICS[name].min_size
+            typer.echo(
+                f"note: {name} left out: it needs images of at least {size}x{size} pixels.",
+                err=True,
             )
-        kept = common_metrics(per_method)
-        if names is None:
-            applicable = list(DEFAULT_METRICS) + (list(REFERENCE_METRICS) if reference else [])
-            for name in (name for name in applicable if name not in kept):
-                size = METRICS[name].min_size
-                typer.echo(
-                    f"note: {name} left out: it needs images of at least {size}x{size} pixels.",
-                    err=True,
-                )
-        summaries = {
-            method: summarise(images, kept)
-            for method, images in zip(_method_names(list(fused)), per_method, strict=True)
-        }
-        if csv_path is not None:
-            write_csv(csv_path, summaries)
-        if report_path is not None:
-            _write_report(report_path, plan, summaries, (source_a, source_b))
-        if as_json:
-            payload = next(iter(summaries.values())) if len(summaries) == 1 else summaries
-            typer.echo(json.dumps(_finite_or_null(payload), indent=2))
-        else:
-            console = Console(width=max(100, 18 + 12 * len(summaries)))
-            console.print(heading(summaries, colour), highlight=False)
-            console.print(render_table(summaries))
+    summaries = {
+        method: summarise(images, kept) for method, images in zip(methods, per_method, strict=True)
+    }
+    if csv_path is not None:
+        write_csv(csv_path, summaries)
+    if report_path is not None:
+        _write_report(report_path, plan, summaries, sources)
+    if as_json:
+        payload = next(iter(summaries.values())) if len(summaries) == 1 else summaries
+        typer.echo(json.dumps(_finite_or_null(payload), indent=2))
+    else:
+        console = Console(width=max(100, 18 + 12 * len(summaries)))
+        console.print(heading(summaries, colour), highlight=False)
+        console.print(render_table(summaries))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -21,10 +22,12 @@ from fusecli.cli.common import (
     json_option,
     method_option,
     options_of,
+    output_in_folder,
     overwrite_option,
     parse_depth,
     precision_option,
     quality_option,
+    status,
     strip_option,
     tile_option,
     weights_option,
@@ -136,7 +139,8 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
             ...,
             "-o",
             "--output",
-            help="Output image; its extension picks the format (.png, .jpg, .bmp, .tif).",
+            help="Output image; its extension picks the format (.png, .jpg, .bmp, .tif). "
+            "An existing folder gets the output named after the first source.",
             show_default=False,
         ),
         weights: Path | None = weights_option(f"the shipped {spec.default_weights}"),
@@ -167,6 +171,8 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
         method = chosen_method(method_name)
         device = options_of(ctx).device
+        output = output_in_folder(output, sources[0])
+        status(ctx, f"device {device}, method {method_name.strip()}", verbose=True)
         progress, update = tile_progress(Console(stderr=True))
         with progress or nullcontext():
             result = fuse_files(
@@ -189,28 +195,32 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 precision=precision,
                 source_map=save_map,
             )
+        if result.weights is not None:
+            status(ctx, f"weights {result.weights}", verbose=True)
         for note in result.notes:
-            typer.echo(f"note: {note}", err=True)
+            status(ctx, f"note: {note}")
         if json_out:
             record = result_record(task.spec, result, device, method_name.strip())
             typer.echo(json.dumps(record))
-        else:
-            colour = "colour" if result.channels == 3 else "grey"
-            typer.echo(
-                f"wrote {result.output} ({result.width}x{result.height}, {colour}, "
-                f"{result.bit_depth}-bit) in {result.seconds:.1f} s"
-            )
-            if result.source_map is not None:
-                typer.echo(f"wrote source map {result.source_map}")
+        colour = "colour" if result.channels == 3 else "grey"
+        status(
+            ctx,
+            f"wrote {result.output} ({result.width}x{result.height}, {colour}, "
+            f"{result.bit_depth}-bit) in {result.seconds:.1f} s",
+        )
+        if result.source_map is not None:
+            status(ctx, f"wrote source map {result.source_map}")
 
     command.__doc__ = describe_task(spec)
     return command
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``fuse <task>`` for every task in the catalog; print one warning per broken plugin."""
+    """Add ``fuse <task>`` for every task in the catalog; print one warning per broken plugin
+    (not while the shell asks for completions: they would garble the prompt)."""
     catalog = get_catalog()
-    for warning in catalog.warnings:
+    completing = "_FUSE_COMPLETE" in os.environ
+    for warning in [] if completing else catalog.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for name in sorted(catalog.tasks):
         spec = catalog.tasks[name].spec

@@ -37,6 +37,63 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+# Root options that may also follow the subcommand (`fuse ivf a b -o c --device cpu`), with
+# whether they take a value. No command declares an option of these names.
+GLOBAL_OPTIONS: dict[str, bool] = {
+    "--debug": False,
+    "--device": True,
+    "-q": False,
+    "--quiet": False,
+    "-v": False,
+    "--verbose": False,
+}
+VERSION_OPTIONS = ("--version", "-V")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move root options found after the subcommand to before it, where click expects them.
+
+    Everything after ``--`` is left alone, and so is an option's value.
+    """
+    command_at = next(
+        (
+            i
+            for i, arg in enumerate(args)
+            if not arg.startswith("-") and (i == 0 or args[i - 1] != "--device")
+        ),
+        None,
+    )
+    if command_at is None:
+        return args
+    head, rest, hoisted = list(args[:command_at]), [], []
+    tail = args[command_at:]
+    i = 0
+    while i < len(tail):
+        arg = tail[i]
+        if arg == "--":
+            rest += tail[i:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and i > 0:
+            takes_value = GLOBAL_OPTIONS[name] and "=" not in arg
+            hoisted += tail[i : i + 1 + takes_value]
+            i += 1 + takes_value
+            continue
+        rest.append(arg)
+        i += 1
+    return head + hoisted + rest
+
+
+def _asks_for_version(args: list[str]) -> bool:
+    """``fuse --version`` / ``fuse -V`` (before any command), answered without building the app."""
+    for arg in args:
+        if arg in VERSION_OPTIONS:
+            return True
+        if not arg.startswith("-") or arg in ("-h", "--help"):
+            return False
+    return False
+
+
 class _FuseGroup(TyperGroup):
     """Every failure is one `error: ...` line on stderr with its exit status.
 
@@ -46,6 +103,8 @@ class _FuseGroup(TyperGroup):
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if args is not None:
+            args = hoist_global_options(list(args))
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -111,10 +170,21 @@ def build_app() -> typer.Typer:
             help="Where the network runs: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.",
         ),
         version: bool = typer.Option(
-            False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+            False,
+            "--version",
+            "-V",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version.",
+        ),
+        quiet: bool = typer.Option(
+            False, "-q", "--quiet", help="Print no status lines (wrote, note), only errors."
+        ),
+        verbose: bool = typer.Option(
+            False, "-v", "--verbose", help="Also say which device, method and weights are used."
         ),
     ) -> None:
-        ctx.obj = GlobalOptions(debug=debug, device_name=device)
+        ctx.obj = GlobalOptions(debug=debug, device_name=device, quiet=quiet, verbose=verbose)
         # Resolved once, here: a device that is unknown or absent fails before any command.
         ctx.obj.device = resolve_device(device)
 
@@ -125,9 +195,13 @@ def build_app() -> typer.Typer:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    args = argv if argv is not None else sys.argv[1:]
+    if _asks_for_version(args):  # before the commands (and torch, with them) are imported
+        print(f"fusecli {__version__}")
+        sys.exit(0)
     try:
         app = build_app()
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="fuse")
+    app(args=args, prog_name="fuse")

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fusecli.cli.common import overwrite_option, status
 from fusecli.engine import from_authors_state_dict, read_weights_metadata, save_weights
 from fusecli.errors import WeightsError
 
@@ -161,13 +162,14 @@ def weights_show(
 
 
 def weights_convert(
+    ctx: typer.Context,
     checkpoint: Path = typer.Argument(
         ..., exists=True, dir_okay=False, help="The authors' checkpoint, e.g. two_fuse_rule.pth."
     ),
     output: Path = typer.Option(
         ..., "-o", "--output", help="Weights file to write (.safetensors).", show_default=False
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Convert the authors' PyTorch checkpoint into a fusecli weights file (tensors only)."""
     if output.suffix != ".safetensors":
@@ -180,7 +182,7 @@ def weights_convert(
         "source_sha256": file_sha256(checkpoint),
     }
     save_weights(net, output, metadata)
-    typer.echo(f"wrote {output} ({net.num_parameters():,} parameters)")
+    status(ctx, f"wrote {output} ({net.num_parameters():,} parameters)")
 
 
 def register(app: typer.Typer) -> None:

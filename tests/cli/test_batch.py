@@ -128,14 +128,14 @@ def test_batch_fuses_the_good_pairs_reports_the_bad_and_resumes(
     (out / "p2.png").unlink()
     again = _run(*args)
     assert again.exit_code == 1
-    assert "1 fused, 1 skipped (exist), 2 failed" in again.stdout
+    assert "1 fused, 1 skipped (exist), 2 failed" in again.stderr
     assert "p1.png" in again.stderr
 
     dry = _run(*args, "--dry-run")
     assert (
         dry.exit_code == 0
         and "skip (exists)" in dry.stdout
-        and "3 jobs (1 to fuse), 1 problems" in dry.stdout
+        and "3 jobs (1 to fuse), 1 problems" in dry.stderr
     )
 
 
@@ -178,8 +178,9 @@ def test_two_cpu_ranks_split_the_folder(tmp_path: Path, weights: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == [f"f{i}.png" for i in range(5)]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # SIGTERM: scancel, kill
 def test_an_interrupt_leaves_only_complete_outputs_and_a_rerun_resumes(
-    tmp_path: Path, weights: Path
+    tmp_path: Path, weights: Path, signum: int
 ) -> None:
     root = tmp_path / "in"
     for i in range(40):
@@ -198,19 +199,19 @@ def test_an_interrupt_leaves_only_complete_outputs_and_a_rerun_resumes(
     deadline = time.monotonic() + 120
     while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
     if proc.returncode == 0:
         pytest.skip("the batch finished before the interrupt arrived")
     assert proc.returncode == 130, stderr
-    assert "interrupted, rerun to resume" in stdout
+    assert "interrupted, rerun to resume" in stderr and stdout == ""
     written = sorted(out.iterdir())
-    assert all(not p.name.startswith(".") for p in written), "a temporary file was left behind"
+    assert all(not p.name.startswith(".") for p in written), "a temporary or claim file was left"
     for path in written:
         assert read_image(path).pixels.shape == (1, 1, 32, 48)
     dry = _run("batch", str(root), "-o", str(out), "--dry-run")
     assert dry.stdout.count("skip (exists)") == len(written)
-    assert f"40 jobs ({40 - len(written)} to fuse)" in dry.stdout
+    assert f"40 jobs ({40 - len(written)} to fuse)" in dry.stderr
 
 
 @pytest.mark.data
@@ -271,5 +272,5 @@ def test_torchrun_gives_each_rank_its_slice(tmp_path: Path, weights: Path) -> No
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("2 fused, 0 skipped (exist), 0 failed") == 2
+    assert result.stderr.count("2 fused, 0 skipped (exist), 0 failed") == 2
     assert sorted(p.name for p in out.iterdir()) == [f"f{i}.png" for i in range(4)]

@@ -94,7 +94,7 @@ def test_a_photograph_can_replace_the_drawn_scene(tmp_path: Path) -> None:
     ]
     result = runner.invoke(build_app(), args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "SIMULATED" in result.stdout and "photo.png" in result.stdout
+    assert "SIMULATED" in result.stderr and "photo.png" in result.stderr
     assert read_image(out / "ivf-fused.png").pixels.shape[-2:] == (22, 32)
 
 

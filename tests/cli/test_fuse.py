@@ -81,7 +81,7 @@ def test_sixteen_bit_grey_sources_give_a_sixteen_bit_grey_output(
     out = tmp_path / "out.tif"
     result = _run("mff", str(a), str(b), "-o", str(out), "--weights", str(weights))
     assert result.exit_code == 0, result.output
-    assert "wrote" in result.stdout
+    assert "wrote" in result.stderr and result.stdout == ""  # status on stderr
     fused = read_image(out)
     assert fused.bit_depth == 16 and fused.pixels.shape == (1, 1, 32, 48)
 
@@ -201,4 +201,7 @@ def test_the_device_is_chosen_once_on_the_root(tmp_path: Path, weights: Path) ->
     )
     unknown = runner.invoke(build_app(), ["--device", "tpu", "tasks"])
     assert unknown.exit_code == 1 and unknown.stderr.startswith("error: unknown device 'tpu'")
-    assert runner.invoke(build_app(), [*args, "--device", "cpu"]).exit_code == 2
+    # Also after the command (issue 19).
+    after = runner.invoke(build_app(), [*args, "--overwrite", "--json", "--device", "cpu"])
+    assert after.exit_code == 0 and json.loads(after.stdout)["device"] == "cpu"
+    assert runner.invoke(build_app(), [*args, "--device=tpu"]).exit_code == 1
