@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from fusecli.engine.model import PSLPT
-from fusecli.engine.train import Recipe, train
-from fusecli.engine.train.checkpoint import rng_state
+from fusecli.train import Recipe, train
+from fusecli.train.checkpoint import rng_state
 
 REPO = Path(__file__).resolve().parents[2]
 OLD_RECIPES = json.loads((Path(__file__).parent / "old_checkpoint_recipes.json").read_text())
@@ -83,3 +83,20 @@ def test_a_checkpoint_in_the_old_layout_resumes(data_dir, tmp_path):
         (2, 1),
         (2, 2),
     ]
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu_long"])
+def test_the_old_stored_recipe_is_the_same_recipe(name):
+    # Only the recipe check of a resume, without the data: the long run's checkpoint holds
+    # cpu_long's recipe as the old trainer stored it (model: {}, loss weights by recipe name).
+    from fusecli.train.loop import resolved_recipe, same_recipe
+
+    recipe = Recipe.from_file(REPO / "recipes" / f"{name}.yaml")
+    stored = old_stored_recipe(name, recipe)
+    assert stored["model"] == {}
+    assert same_recipe(stored, recipe)
+    assert resolved_recipe(recipe)["model"]["channels"] == 48  # today's store the whole config
+    changed = json.loads(json.dumps(stored))
+    changed["stage1"]["lr"] *= 2
+    assert not same_recipe(changed, recipe)
+    assert not same_recipe({**stored, "model": {"width": 3}}, recipe)

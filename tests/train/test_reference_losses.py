@@ -15,8 +15,8 @@ import json
 import pytest
 import yaml
 
-from fusecli.engine.train import Recipe, train
-from fusecli.engine.train.loop import parameter_checksum
+from fusecli.train import Recipe, train
+from fusecli.train.loop import parameter_checksum
 
 RECIPE = {
     "seed": 3,
