@@ -17,46 +17,24 @@ import numpy as np
 import torch
 
 from fusecli.engine import PSLPT
-from fusecli.engine.losses import LossWeights
-from fusecli.engine.train.data import LabeledItem, PairItem, labeled_batch, unlabeled_batch
-from fusecli.engine.train.loop import _set_trainable, _train_step
-from fusecli.engine.train.recipe import MEFSimulation, MFFSimulation, StageConfig
+from fusecli.train.data import LabeledItem, PairItem, TrainData, step_batches
+from fusecli.train.loop import set_trainable, train_step
+from fusecli.train.recipe import Recipe
 
 
 def _time_stage(
-    net: PSLPT, stage: StageConfig, steps: int, labeled: list, pairs: list
+    recipe: Recipe, index: int, net: PSLPT, steps: int, data: TrainData
 ) -> tuple[float, float]:
-    params = _set_trainable(net, stage.train)
+    stage = recipe.stage(index)
+    params = set_trainable(net, stage.train)
     optimizer = torch.optim.Adam(params, lr=stage.lr)
-    weights = LossWeights()
+    weights, folder_weights = recipe.loss_weights(index)
     data_times, step_times = [], []
     for step in range(steps + 1):
         t0 = time.perf_counter()
-        batches = {
-            task: labeled_batch(
-                labeled,
-                task,
-                batch=2,
-                crop=stage.crop_labeled,
-                step=step,
-                seed=0,
-                rank=0,
-                mff=MFFSimulation(),
-                mef=MEFSimulation(),
-            )
-            for task in ("mff", "mef")
-        }
-        if stage.batch_unlabeled:
-            batches["unlabeled"] = unlabeled_batch(
-                pairs,
-                batch=stage.batch_unlabeled,
-                crop=stage.crop_unlabeled,
-                step=step,
-                seed=0,
-                rank=0,
-            )
+        batches = step_batches(recipe, data, index, step)
         t1 = time.perf_counter()
-        loss, _ = _train_step(net, batches, stage, weights)
+        loss, _ = train_step(net, batches, stage, weights, folder_weights)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, stage.grad_clip, norm_type=stage.grad_clip_norm)
         optimizer.step()
@@ -81,19 +59,24 @@ def main() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     image = (rng.random((400, 400)) * 255).astype(np.uint8)
-    labeled = [LabeledItem(image)]
-    pairs = [PairItem(image, image[::-1].copy())]
+    labeled = (LabeledItem(image),)
+    data = TrainData(mff=labeled, mef=labeled, unlabeled=(PairItem(image, image[::-1].copy()),))
     net = PSLPT()
     common = dict(crop_labeled=args.crop, crop_unlabeled=args.unlabeled_crop, grad_clip=1e-4)
-    stage1 = StageConfig(train=("encoder1", "encoder2", "decoder", "faf1"), faf_set=1, **common)
-    stage2 = StageConfig(
-        train=("faf2",), faf_set=2, batch_unlabeled=args.unlabeled_batch, lr=3e-5, **common
-    )
+    recipe = Recipe.from_dict(
+        {
+            "stage1": {"train": ["encoder1", "encoder2", "decoder", "faf1"], **common},
+            "stage2": {
+                "train": ["faf2"], "faf_set": 2, "batch_unlabeled": args.unlabeled_batch,
+                "lr": 3e-5, **common,
+            },
+        }
+    )  # fmt: skip
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, {threads} threads, median of {args.steps} steps")
-    s1, d1 = _time_stage(net, stage1, args.steps, labeled, pairs)
+    s1, d1 = _time_stage(recipe, 1, net, args.steps, data)
     print(f"stage 1 (2 MFF + 2 MEF at {args.crop}x{args.crop}): {s1:.2f} s/step (data {d1:.3f} s)")
-    s2, d2 = _time_stage(net, stage2, args.steps, labeled, pairs)
+    s2, d2 = _time_stage(recipe, 2, net, args.steps, data)
     print(
         f"stage 2 (2 MFF + 2 MEF at {args.crop}, {args.unlabeled_batch} unlabeled at "
         f"{args.unlabeled_crop}): {s2:.2f} s/step (data {d2:.3f} s)"

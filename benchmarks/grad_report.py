@@ -22,42 +22,18 @@ from pathlib import Path
 
 import torch
 
-from fusecli.engine.train.data import labeled_batch, load_train_data, unlabeled_batch
-from fusecli.engine.train.loop import (
-    _folder_loss_weights,
-    _loss_weights,
-    _set_trainable,
-    _train_step,
-)
-from fusecli.engine.train.recipe import Recipe
 from fusecli.engine.weights import load_weights, shipped_weights_path
+from fusecli.train.data import load_train_data, step_batches
+from fusecli.train.loop import set_trainable, train_step
+from fusecli.train.recipe import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def stage1_batches(recipe: Recipe, count: int) -> list[dict[str, tuple[torch.Tensor, ...]]]:
     """The first ``count`` stage-1 batches the trainer would draw (rank 0 of one)."""
-    stage = recipe.stage1
     data = load_train_data(recipe.data_root, recipe.data, rank=0, world_size=1)
-    seed = recipe.seed * 1000 + 1
-    batches = []
-    for step in range(count):
-        batch: dict[str, tuple[torch.Tensor, ...]] = {}
-        for name, size in (("mff", stage.batch_mff), ("mef", stage.batch_mef)):
-            items = data.mff if name == "mff" else data.mef
-            if size and items:
-                batch[name] = labeled_batch(
-                    items, name, batch=size, crop=stage.crop_labeled, step=step, seed=seed,
-                    rank=0, mff=recipe.data.mff, mef=recipe.data.mef,
-                    scale=recipe.data.natural.scale,
-                )  # fmt: skip
-        if stage.batch_unlabeled:
-            batch["unlabeled"] = unlabeled_batch(
-                data.unlabeled, batch=stage.batch_unlabeled, crop=stage.crop_unlabeled,
-                step=step, seed=seed, rank=0,
-            )  # fmt: skip
-        batches.append(batch)
-    return batches
+    return [step_batches(recipe, data, 1, step) for step in range(count)]
 
 
 def gradients(
@@ -67,12 +43,9 @@ def gradients(
     net = load_weights(weights)
     net.train()
     stage = recipe.stage1
-    trainable = {id(p) for p in _set_trainable(net, stage.train)}
+    trainable = {id(p) for p in set_trainable(net, stage.train)}
     params = {name: p for name, p in net.named_parameters() if id(p) in trainable}
-    stage_loss = stage.loss_config(recipe.loss)
-    loss, _ = _train_step(
-        net, batch, stage, _loss_weights(stage_loss), _folder_loss_weights(recipe, stage_loss)
-    )
+    loss, _ = train_step(net, batch, stage, *recipe.loss_weights(1))
     loss.backward()
     return {name: p.grad.detach().clone() for name, p in params.items() if p.grad is not None}
 

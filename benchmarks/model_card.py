@@ -62,13 +62,13 @@ from external import TOOLS, ExternalTool, describe_tools, fuse_with_tool
 from fusecli.classical import average_fusion, guided_filter_fusion, laplacian_fusion
 from fusecli.color import restore_color
 from fusecli.engine.model import PSLPT
-from fusecli.engine.train.data import held_out_pairs, list_images
-from fusecli.engine.train.recipe import Recipe
 from fusecli.engine.weights import load_weights, shipped_weights_path
 from fusecli.hookspecs import TaskSpec
 from fusecli.io import read_image, write_image
 from fusecli.pipeline import fuse_sources, network_inputs
 from fusecli.plugins import get_catalog
+from fusecli.train.data import held_out_pairs, list_images
+from fusecli.train.recipe import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
 # Methods that fuse the luminance the task plugin prepares (colour through the task's policy).

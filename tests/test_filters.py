@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fusecli import classical, filters
-from fusecli.engine import losses
+from fusecli.train import losses
 
 
 def test_gaussian_taps_are_normalised_and_default_to_three_sigma() -> None:

@@ -31,25 +31,44 @@ def _modules_loaded_by(imports: str, candidates: tuple[str, ...]) -> list[str]:
     return [name for name in result.stdout.strip().split(",") if name]
 
 
-def test_engine_imports_neither_the_cli_nor_plugin_machinery_nor_the_metrics() -> None:
-    banned = (
-        "typer",
-        "pluggy",
-        "rich",
-        "fusecli.cli",
-        "fusecli.plugins",
-        "fusecli.pipeline",
-        "fusecli.metrics",
-    )
+# What neither the engine nor the trainer may load: the CLI and its drawing, the plugin
+# machinery, the pipeline and the metrics.
+ABOVE_THE_ENGINE = (
+    "typer",
+    "pluggy",
+    "rich",
+    "fusecli.cli",
+    "fusecli.plugins",
+    "fusecli.pipeline",
+    "fusecli.metrics",
+)
+
+
+def test_engine_imports_neither_the_cli_nor_plugin_machinery_nor_metrics_nor_training() -> None:
+    banned = (*ABOVE_THE_ENGINE, "fusecli.train")
     loaded = _modules_loaded_by(
         "fusecli.engine, fusecli.io, fusecli.color, fusecli.filters", banned
     )
     assert loaded == []
 
 
+def test_training_is_a_sibling_of_the_engine_below_the_cli() -> None:
+    # The trainer builds on the engine; it draws nothing (the CLI draws its progress callback)
+    # and knows neither plugins nor the metrics.
+    assert _modules_loaded_by("fusecli.train, fusecli.train.plot", ABOVE_THE_ENGINE) == []
+
+
 def test_metrics_are_a_numpy_sibling_of_the_engine() -> None:
     # The metrics score images; they need neither the network nor torch.
-    banned = ("torch", "fusecli.engine", "typer", "pluggy", "fusecli.cli", "fusecli.plugins")
+    banned = (
+        "torch",
+        "fusecli.engine",
+        "fusecli.train",
+        "typer",
+        "pluggy",
+        "fusecli.cli",
+        "fusecli.plugins",
+    )
     assert _modules_loaded_by("fusecli.metrics", banned) == []
 
 

@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from fusecli.cli.common import options_of
 from fusecli.errors import FuseError
+
+if TYPE_CHECKING:
+    from fusecli.train import TrainProgress
+
+
+@contextmanager
+def training_bar(enabled: bool) -> Iterator[Callable[[TrainProgress], None]]:
+    """A rich progress bar per stage, with the last loss; yields the trainer's callback."""
+    from rich import progress as rich_progress
+
+    bar = rich_progress.Progress(
+        rich_progress.TextColumn("[bold]{task.description}"),
+        rich_progress.BarColumn(),
+        rich_progress.MofNCompleteColumn(),
+        rich_progress.TimeElapsedColumn(),
+        rich_progress.TimeRemainingColumn(),
+        rich_progress.TextColumn("{task.fields[losses]}"),
+        disable=not enabled,
+    )
+    tasks = {}
+
+    def update(progress: TrainProgress) -> None:
+        if progress.stage not in tasks:
+            tasks[progress.stage] = bar.add_task(
+                f"stage {progress.stage}", total=progress.total, completed=progress.step, losses=""
+            )
+        losses = {} if progress.loss is None else {"losses": f"loss {progress.loss:.4f}"}
+        bar.update(tasks[progress.stage], completed=progress.step, **losses)
+
+    with bar:
+        yield update
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +99,7 @@ def register(app: typer.Typer) -> None:
         Multi-GPU / multi-process: torchrun --nproc_per_node N -m fusecli train RECIPE.
         """
         if plot is not None:
-            from fusecli.engine.train.plot import plot_log
+            from fusecli.train.plot import plot_log
 
             written = plot_log(plot, output or Path("curves.png"))
             typer.echo(f"wrote {written}")
@@ -73,20 +107,23 @@ def register(app: typer.Typer) -> None:
         if recipe is None:
             raise FuseError("give a recipe file (e.g. recipes/cpu.yaml) or --plot LOG")
         # Imported here so `fuse --help` stays fast.
-        from fusecli.engine.train import Recipe, train
+        from fusecli.train import Recipe, train
 
         parsed = Recipe.from_file(recipe, tuple(overrides))
         options = options_of(ctx)
-        result = train(
-            parsed,
-            run_dir=output,
-            stages=(stage,) if stage else (1, 2),
-            resume=resume,
-            init_weights=init,
-            # auto: the recipe's device (the root resolved it for the fusion commands only).
-            device=None if options.device_name == "auto" else str(options.device),
-            stop_after=max_steps or None,
-        )
+        # The trainer reports on rank 0 only; the other ranks of a torchrun draw nothing.
+        with training_bar(enabled=int(os.environ.get("RANK", "0")) == 0) as progress:
+            result = train(
+                parsed,
+                run_dir=output,
+                stages=(stage,) if stage else (1, 2),
+                resume=resume,
+                init_weights=init,
+                # auto: the recipe's device (the root resolved it for the fusion commands only).
+                device=None if options.device_name == "auto" else str(options.device),
+                stop_after=max_steps or None,
+                progress=progress,
+            )
         if result.stage == 0:
             raise FuseError(f"{recipe} enables none of the requested stages; nothing was trained")
         if int(os.environ.get("RANK", "0")) == 0:  # one summary line, from rank 0

@@ -36,12 +36,15 @@ class ModelConfig:
     cpb_hidden: int = 512
 
     def __post_init__(self) -> None:
-        if self.channels % self.num_heads:
-            raise ValueError(
+        problems = []
+        if self.num_heads < 1 or self.channels % self.num_heads:
+            problems.append(
                 f"channels ({self.channels}) must be divisible by num_heads ({self.num_heads})"
             )
         if self.levels < 1 or self.depth < 1 or self.window_size < 1:
-            raise ValueError("levels, depth and window_size must be at least 1")
+            problems.append("levels, depth and window_size must be at least 1")
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @property
     def size_multiple(self) -> int:

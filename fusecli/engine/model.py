@@ -433,6 +433,19 @@ class PSLPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters an optimiser should not decay (timm's convention).
+
+        The SwinV2 continuous position-bias MLPs (``cpb_mlp``) and the attention logit scales:
+        decaying them pulls the relative position bias and the attention temperature towards
+        zero, which is not regularisation.
+        """
+        return {
+            name
+            for name, _ in self.named_parameters()
+            if "cpb_mlp" in name or "logit_scale" in name
+        }
+
     def compile_for_training(self, enabled: bool = True) -> None:
         """Run the SwinV2 blocks' training (autograd) path through torch.compile.
 

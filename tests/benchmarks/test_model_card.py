@@ -29,8 +29,8 @@ from model_card import (
 
 from fusecli.engine.config import ModelConfig
 from fusecli.engine.model import PSLPT
-from fusecli.engine.train.data import held_out_pairs
-from fusecli.engine.train.recipe import Recipe
+from fusecli.train.data import held_out_pairs
+from fusecli.train.recipe import Recipe
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / ".." / "shared" / "data"

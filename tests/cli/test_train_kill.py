@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fusecli.engine import load_weights
-from fusecli.engine.train.checkpoint import load_checkpoint
+from fusecli.train.checkpoint import load_checkpoint
 from tests.conftest import DATA, REPO_ROOT
 
 SMOKE = REPO_ROOT / "recipes" / "smoke.yaml"

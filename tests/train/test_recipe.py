@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from fusecli.engine.train.recipe import Recipe, recipe_to_dict
+from fusecli.engine.config import ModelConfig
 from fusecli.errors import RecipeError
+from fusecli.train.recipe import Recipe, recipe_to_dict
 
-RECIPES = Path(__file__).resolve().parents[3] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
@@ -96,8 +97,50 @@ def test_wrong_types_and_unknown_model_keys(tmp_path):
     msg = str(err.value)
     assert "seed (line 1) must be an integer" in msg
     assert "deterministic (line 2) must be true or false" in msg
-    with pytest.raises(RecipeError, match=r"unknown keys \['width'\]"):
+    with pytest.raises(RecipeError, match=r"model.width \(line 1\) is not a known key"):
         Recipe.from_file(_write(tmp_path, "model: {width: 3}\n"))
+
+
+def test_the_model_section_is_a_model_config(tmp_path):
+    assert Recipe().model == ModelConfig()
+    r = Recipe.from_file(_write(tmp_path, "model: {channels: 24, num_heads: 4}\n"))
+    assert r.model == ModelConfig(channels=24, num_heads=4)
+    assert Recipe.from_file(_write(tmp_path, "seed: 1\n"), ("model.depth=1",)).model.depth == 1
+
+
+def test_every_problem_of_every_section_is_reported_at_once(tmp_path):
+    path = _write(
+        tmp_path,
+        "model: {channels: 50, num_heads: 4, levels: 0, colour: 1}\n"  # line 1: three problems
+        "loss: {mef_weight: heavy, ssim: 1.0}\n"  # line 2: two problems
+        "stage1:\n"
+        "  lr: fast\n"  # line 4: a wrong type does not hide the range errors below
+        "  crop_labeled: 50\n"
+        "  faf_set: 3\n"
+        "  loss: {ssim_weight: x}\n"
+        "data:\n"
+        "  unlabeled:\n"
+        "    - {path: p, repeat: 0, loss: {mef_weight: 1.0}}\n",  # line 10: two problems
+    )
+    with pytest.raises(RecipeError) as err:
+        Recipe.from_file(path)
+    msg = str(err.value)
+    expected = [
+        "model.colour (line 1) is not a known key",
+        "model (line 1): channels (50) must be divisible by num_heads (4)",
+        "model (line 1): levels, depth and window_size must be at least 1",
+        "loss.mef_weight (line 2) must be a number",
+        "loss.ssim (line 2) is not a known key",
+        "stage1.lr (line 4) must be a number",
+        "stage1 (line 3): crop_labeled must be a positive multiple of 16",
+        "stage1 (line 3): faf_set must be 1 or 2",
+        "stage1 (line 3): loss.ssim_weight must be a number",
+        "data.unlabeled.0 (line 10): repeat must be a whole number",
+        "data.unlabeled.0 (line 10): loss has unknown keys ['mef_weight']",
+    ]
+    for problem in expected:
+        assert problem in msg
+    assert f"{len(expected)} problem(s)" in msg
 
 
 def test_exponent_without_dot_is_a_number(tmp_path):
@@ -132,11 +175,11 @@ def test_data_root_is_relative_to_the_recipe_file(tmp_path):
 def test_stage_loss_overrides_apply_to_that_stage_only(tmp_path):
     path = _write(tmp_path, "loss: {texture_weight: 8.0}\nstage2:\n  loss: {texture_weight: 2}\n")
     r = Recipe.from_file(path, ("stage1.loss.ssim_weight=3",))
-    assert r.stage1.loss_config(r.loss).texture_weight == 8.0
-    assert r.stage1.loss_config(r.loss).ssim_weight == 3.0
-    assert r.stage2.loss_config(r.loss).texture_weight == 2.0
+    assert r.stage1.loss_weights(r.loss).texture_weight == 8.0
+    assert r.stage1.loss_weights(r.loss).ssim_weight == 3.0
+    assert r.stage2.loss_weights(r.loss).texture_weight == 2.0
     # the paper's default, not stage 1's override
-    assert r.stage2.loss_config(r.loss).ssim_weight == 0.5
+    assert r.stage2.loss_weights(r.loss).ssim_weight == 0.5
     with pytest.raises(RecipeError, match=r"stage2 \(line 3\): loss has unknown keys \['textur'\]"):
         Recipe.from_file(_write(tmp_path, "\n\nstage2: {loss: {textur: 1.0}}\n"))
     with pytest.raises(RecipeError, match=r"loss\.ssim_weight must be a number"):

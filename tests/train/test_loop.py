@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from fusecli.engine import load_weights, read_weights_metadata
-from fusecli.engine.losses import LossWeights, unsupervised_loss
 from fusecli.engine.model import PSLPT
-from fusecli.engine.train.checkpoint import load_checkpoint
-from fusecli.engine.train.loop import _set_trainable, _train_step, _unsupervised_parts, lr_at, train
-from fusecli.engine.train.recipe import Recipe, StageConfig
 from fusecli.errors import FuseError
+from fusecli.train.checkpoint import load_checkpoint
+from fusecli.train.loop import _unsupervised_parts, lr_at, set_trainable, train, train_step
+from fusecli.train.losses import LossWeights, unsupervised_loss
+from fusecli.train.recipe import Recipe, StageConfig
 
-SMOKE = Path(__file__).resolve().parents[3] / "recipes" / "smoke.yaml"
+SMOKE = Path(__file__).resolve().parents[2] / "recipes" / "smoke.yaml"
 
 
 def _smoke(data_dir: Path, *overrides: str) -> Recipe:
@@ -42,7 +42,7 @@ def full_run(tmp_path_factory):
     if not DATA.is_dir():
         pytest.skip(f"shared data not found at {DATA}")
     run_dir = tmp_path_factory.mktemp("full")
-    return train(_smoke(DATA), run_dir=run_dir, progress=False), run_dir
+    return train(_smoke(DATA), run_dir=run_dir), run_dir
 
 
 @pytest.mark.data
@@ -86,9 +86,9 @@ def test_weight_average_is_validated_exported_and_resumed(data_dir, tmp_path, fu
     recipe = _smoke(data_dir, "stage2.ema_decay=0.5")
     run = tmp_path / "interrupted"
     # Stopped after stage 2's first step: the raw weights w1 (the average does not steer training).
-    w1 = _state(train(recipe, run_dir=run, progress=False, stop_after=5).net)
+    w1 = _state(train(recipe, run_dir=run, stop_after=5).net)
     w0 = load_weights(run / "stage1_last.safetensors").state_dict()  # FAF set 2 starts as set 1
-    averaged = _state(train(recipe, run_dir=run, resume=True, progress=False).net)
+    averaged = _state(train(recipe, run_dir=run, resume=True).net)
     w2 = full_run[0].net.state_dict()  # the same run without an average ends at the raw w2
     d1, d2 = 2 / 11, 3 / 12  # warm-up decays of updates 1 and 2, below 0.5
     for k in averaged:
@@ -114,9 +114,9 @@ def test_weight_average_is_validated_exported_and_resumed(data_dir, tmp_path, fu
 @pytest.mark.slow
 def test_stage2_trains_only_faf2_starting_from_faf1(data_dir, tmp_path):
     recipe = _smoke(data_dir)
-    train(recipe, run_dir=tmp_path, stages=(1,), progress=False)
+    train(recipe, run_dir=tmp_path, stages=(1,))
     stage1 = load_weights(tmp_path / "stage1_last.safetensors").state_dict()
-    net = train(recipe, run_dir=tmp_path, stages=(2,), progress=False).net
+    net = train(recipe, run_dir=tmp_path, stages=(2,)).net
     after = net.state_dict()
     for k, v in after.items():
         if k.startswith("faf2."):
@@ -138,10 +138,10 @@ def test_init_weights_start_stage_1_when_it_is_the_first_stage(data_dir, full_ru
     # With a zero learning rate the stage ends where it started: at the given weights.
     recipe = _smoke(data_dir, "stage1.lr=0.0", "stage1.length=1")
     init = full_dir / "stage2_last.safetensors"
-    net = train(recipe, run_dir=tmp_path / "a", stages=(1,), init_weights=init, progress=False).net
+    net = train(recipe, run_dir=tmp_path / "a", stages=(1,), init_weights=init).net
     for k, v in net.state_dict().items():
         assert torch.equal(v, start[k]), k
-    scratch = train(recipe, run_dir=tmp_path / "b", stages=(1,), progress=False).net
+    scratch = train(recipe, run_dir=tmp_path / "b", stages=(1,)).net
     assert not torch.equal(
         scratch.state_dict()["faf1." + next(iter(net.faf1.state_dict()))],
         start["faf1." + next(iter(net.faf1.state_dict()))],
@@ -158,11 +158,11 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(
     full = _state(full_run[0].net)
 
     run = tmp_path / "interrupted"
-    first = train(recipe, run_dir=run, progress=False, stop_after=stop_after)
+    first = train(recipe, run_dir=run, stop_after=stop_after)
     assert first.stopped_early
     ckpt = load_checkpoint(run / "checkpoint.pt")
     assert (ckpt["stage"], ckpt["step"]) == ((1, 2) if stop_after == 3 else (2, 1))
-    resumed = _state(train(recipe, run_dir=run, resume=True, progress=False).net)
+    resumed = _state(train(recipe, run_dir=run, resume=True).net)
     for k, v in full.items():
         assert torch.equal(v, resumed[k]), f"{k} differs after resume"
     # The resumed log has exactly one row per step, as an uninterrupted run's.
@@ -177,32 +177,32 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(
 @pytest.mark.data
 def test_refuses_to_overwrite_a_run_or_resume_with_another_recipe(data_dir, tmp_path):
     recipe = _smoke(data_dir, "stage1.length=1", "stage2.enabled=false")
-    train(recipe, run_dir=tmp_path, progress=False)
+    train(recipe, run_dir=tmp_path)
     with pytest.raises(FuseError, match="already holds a run"):
-        train(recipe, run_dir=tmp_path, progress=False)
+        train(recipe, run_dir=tmp_path)
     other = _smoke(data_dir, "stage1.length=2", "stage2.enabled=false")
     with pytest.raises(FuseError, match="recipe differs"):
-        train(other, run_dir=tmp_path, resume=True, progress=False)
+        train(other, run_dir=tmp_path, resume=True)
 
 
 def test_resume_without_checkpoint_is_a_fuse_error(tmp_path):
     with pytest.raises(FuseError, match="no checkpoint"):
-        train(Recipe(), run_dir=tmp_path, resume=True, progress=False)
+        train(Recipe(), run_dir=tmp_path, resume=True)
 
 
 def test_weight_decay_exempts_position_bias_and_logit_scale():
     from fusecli.engine import PSLPT
-    from fusecli.engine.train.loop import _make_optimizer
+    from fusecli.train.loop import make_optimizer
 
     net = PSLPT()
     recipe = Recipe.from_dict({"optimizer": {"name": "adamw", "weight_decay": 0.05}})
-    decay, exempt = _make_optimizer(recipe, net, 1e-4).param_groups
+    decay, exempt = make_optimizer(recipe, net, 1e-4).param_groups
     names = {id(p): n for n, p in net.named_parameters()}
     assert exempt["weight_decay"] == 0.0 and decay["weight_decay"] == 0.05
     assert all("cpb_mlp" in names[id(p)] or "logit_scale" in names[id(p)] for p in exempt["params"])
     assert any("logit_scale" in names[id(p)] for p in exempt["params"])
     assert len(decay["params"]) + len(exempt["params"]) == len(list(net.parameters()))
-    (single,) = _make_optimizer(Recipe(), net, 1e-4).param_groups  # Adam without decay
+    (single,) = make_optimizer(Recipe(), net, 1e-4).param_groups  # Adam without decay
     assert len(single["params"]) == len(list(net.parameters()))
 
 
@@ -210,8 +210,8 @@ def test_each_pair_folder_gets_its_own_unsupervised_weights():
     torch.manual_seed(0)
     fused, ra, rb, a, b = (torch.rand(4, 1, 16, 16) for _ in range(5))
     folders = torch.tensor([1, 0, 1, 1])
-    base = LossWeights(ssim=2.0)
-    mmf = LossWeights(ssim=40.0, intensity=0.5)
+    base = LossWeights(ssim_weight=2.0)
+    mmf = LossWeights(ssim_weight=40.0, intensity_weight=0.5)
     parts = _unsupervised_parts(fused, ra, rb, a, b, folders, (base, mmf), base)
     rows = [folders == k for k in (0, 1)]
     by_folder = [
@@ -235,34 +235,34 @@ def test_a_joint_stage_sends_each_task_through_its_own_faf_set():
         faf_set=2, labeled_faf_set=1, batch_unlabeled=2,
         train=("encoder1", "encoder2", "decoder", "faf1", "faf2"),
     )  # fmt: skip
-    params = _set_trainable(net, stage.train)
+    params = set_trainable(net, stage.train)
     a, b, gt = (torch.rand(2, 1, 32, 32) for _ in range(3))
     batches = {"mff": (a[:1], b[:1], gt[:1]), "mef": (a[1:], b[1:], gt[1:])}
     batches["unlabeled"] = (b, a, torch.zeros(2, dtype=torch.int64))
-    loss, _ = _train_step(net, batches, stage, LossWeights())
+    loss, _ = train_step(net, batches, stage, LossWeights())
     loss.backward()
     assert all(p.grad is not None for p in params)
     # Without the unlabeled crops only set 1 (the labeled set) gets a gradient.
     net.zero_grad(set_to_none=True)
-    loss, _ = _train_step(net, {k: batches[k] for k in ("mff", "mef")}, stage, LossWeights())
+    loss, _ = train_step(net, {k: batches[k] for k in ("mff", "mef")}, stage, LossWeights())
     loss.backward()
     assert all(p.grad is None for p in net.faf2.parameters())
     assert all(p.grad is not None for p in net.faf1.parameters())
 
 
 def test_large_labeled_batches_are_forwarded_in_pieces_with_the_same_result(monkeypatch):
-    from fusecli.engine.train import loop
+    from fusecli.train import loop
 
     torch.manual_seed(0)
     net = PSLPT()
     stage = StageConfig()
-    _set_trainable(net, stage.train)
+    set_trainable(net, stage.train)
     a, b, gt = (torch.rand(4, 1, 32, 32) for _ in range(3))
     batches = {"mff": (a[:2], b[:2], gt[:2]), "mef": (a[2:], b[2:], gt[2:])}
 
     def loss_and_grads():
         net.zero_grad(set_to_none=True)
-        loss, _ = _train_step(net, batches, stage, LossWeights())
+        loss, _ = train_step(net, batches, stage, LossWeights())
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in net.parameters() if p.grad is not None]
 

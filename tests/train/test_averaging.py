@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fusecli.engine import PSLPT, ModelConfig
-from fusecli.engine.train.averaging import WeightAverage
+from fusecli.train.averaging import WeightAverage
 
 
 def _tiny() -> PSLPT:

@@ -1,8 +1,10 @@
 """Training recipes: YAML into frozen, validated dataclasses (Recipe, DataConfig, StageConfig).
 
-Every key of the YAML file maps to a dataclass field. Unknown keys and wrong types are collected
-over the whole file and reported together in one RecipeError naming each key path and its line,
-before any data is read or any model is built. Below the CLI nothing handles a raw dict.
+Every key of the YAML file maps to a dataclass field; the ``model:`` section is the engine's
+:class:`ModelConfig` and the ``loss:`` section the losses' :class:`LossWeights`. Unknown keys, wrong
+types and out-of-range values are collected over the whole file and reported together in one
+RecipeError naming each key path and its line, before any data is read or any model is built.
+Below the CLI nothing handles a raw dict.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import yaml
 
 from fusecli.engine.config import ModelConfig
 from fusecli.errors import RecipeError
+from fusecli.train.losses import LOSS_KEYS, UNSUPERVISED_LOSS_KEYS, LossWeights, check_overrides
 
 __all__ = [
     "DataConfig",
     "LabeledFolders",
-    "LossConfig",
     "MEFSimulation",
     "MFFSimulation",
     "NaturalImages",
@@ -36,47 +38,10 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class LossConfig:
-    """Weights of Eq. 2-7 (defaults: Section 4.1 of the paper)."""
-
-    mef_weight: float = 0.1  # lambda, Eq. 2
-    recon_weight: float = 0.5  # lambda_1, Eq. 3-4
-    unsupervised_weight: float = 0.1  # beta, Eq. 5
-    unsupervised_recon_weight: float = 1.25  # beta_1, Eq. 6
-    intensity_weight: float = 1.0  # weight of L_int in Eq. 7 (1 in the paper)
-    texture_weight: float = 1.0  # beta_2, Eq. 7
-    ssim_weight: float = 0.5  # beta_3, Eq. 7
-    # Not in the paper (0 there): texture loss (Eq. 9) against the sources, added to the
-    # supervised MFF/MEF loss; see LossWeights.supervised_texture.
-    supervised_texture_weight: float = 0.0
-    # Not in the paper (0 there): L1 distance to the ground truth, added to the supervised MFF/MEF
-    # loss of each task; see LossWeights.mff_l1.
-    mff_l1_weight: float = 0.0
-    mef_l1_weight: float = 0.0
-    # Not in the paper (0 there): 1 - MEF-SSIM against the two exposures, added to the supervised
-    # MEF loss; see LossWeights.mef_ssim.
-    mef_ssim_weight: float = 0.0
-
-
-# The weights of the unsupervised IVF/MMF loss (Eq. 6-7), which a pair folder may set for itself.
-UNSUPERVISED_LOSS_KEYS = frozenset(
-    {"unsupervised_recon_weight", "intensity_weight", "texture_weight", "ssim_weight"}
-)
-
-
-def _check_loss_overrides(loss: dict[str, float], known: set[str] | frozenset[str]) -> None:
-    if set(loss) - known:
-        raise ValueError(
-            f"loss has unknown keys {sorted(set(loss) - known)} (known: {sorted(known)})"
-        )
-    for key, value in loss.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"loss.{key} must be a number, got {value!r}")
-
-
-def _with_overrides(base: LossConfig, loss: dict[str, float]) -> LossConfig:
-    return dataclasses.replace(base, **{k: float(v) for k, v in loss.items()})
+def _raise_problems(problems: list[str]) -> None:
+    """Raise every problem of one section together (the loader adds the key path and line)."""
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -90,7 +55,7 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         if len(self.betas) != 2:
-            raise ValueError("optimizer.betas needs exactly two numbers")
+            raise ValueError("betas needs exactly two numbers")
 
 
 @dataclass(frozen=True)
@@ -180,21 +145,22 @@ class PairFolders:
     group_offset: int = 0
     max_pairs: int = 0
     repeat: int = 1
-    # Unsupervised loss weights for the pairs of this folder only, by LossConfig name (those of
+    # Unsupervised loss weights for the pairs of this folder only, by LossWeights name (those of
     # Eq. 6-7): IVF and MMF are judged differently, and one shared trade-off cost one of them.
     # They take precedence over the recipe's and the stage's values.
     loss: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        problems = check_overrides(self.loss, UNSUPERVISED_LOSS_KEYS)
         if len(self.dirs) != 2:
-            raise ValueError("pair dirs need two names")
+            problems.insert(0, "pair dirs need two names")
         if self.repeat < 1:
-            raise ValueError("repeat must be a whole number of at least 1")
-        _check_loss_overrides(self.loss, UNSUPERVISED_LOSS_KEYS)
+            problems.insert(0, "repeat must be a whole number of at least 1")
+        _raise_problems(problems)
 
-    def loss_config(self, base: LossConfig) -> LossConfig:
+    def loss_weights(self, base: LossWeights) -> LossWeights:
         """The loss weights of this folder's pairs: ``base`` (the stage's) with its overrides."""
-        return _with_overrides(base, self.loss)
+        return base.with_overrides(self.loss)
 
 
 @dataclass(frozen=True)
@@ -240,7 +206,7 @@ class StageConfig:
     train: tuple[str, ...] = ("encoder1", "encoder2", "decoder", "faf1")
     init_faf2_from_faf1: bool = False
     init_from: Literal["previous_last", "previous_best", "scratch"] = "scratch"
-    # Loss weights that differ in this stage from the recipe's loss section, by LossConfig name:
+    # Loss weights that differ in this stage from the recipe's loss section, by LossWeights name:
     # stage 1 and stage 2 of a refinement recipe may want different trade-offs.
     loss: dict[str, float] = field(default_factory=dict)
     # > 0: validate and export an exponential moving average of the weights with this decay
@@ -251,35 +217,36 @@ class StageConfig:
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
+        problems = []
         for name in ("crop_labeled", "crop_unlabeled"):
             size = getattr(self, name)
             if size < 16 or size % 16:
-                raise ValueError(f"{name} must be a positive multiple of 16, got {size}")
+                problems.append(f"{name} must be a positive multiple of 16, got {size}")
         if self.faf_set not in (1, 2):
-            raise ValueError(f"faf_set must be 1 or 2, got {self.faf_set}")
+            problems.append(f"faf_set must be 1 or 2, got {self.faf_set}")
         if self.labeled_faf_set not in (0, 1, 2):
-            raise ValueError(
+            problems.append(
                 f"labeled_faf_set must be 0 (same as faf_set), 1 or 2, got {self.labeled_faf_set}"
             )
         allowed = {"encoder1", "encoder2", "decoder", "faf1", "faf2"}
         if set(self.train) - allowed:
-            raise ValueError(f"train may list only {sorted(allowed)}, got {list(self.train)}")
+            problems.append(f"train may list only {sorted(allowed)}, got {list(self.train)}")
         if min(self.length, self.log_every, self.val_every, self.checkpoint_every) < 1:
-            raise ValueError("length, log_every, val_every and checkpoint_every must be >= 1")
+            problems.append("length, log_every, val_every and checkpoint_every must be >= 1")
         if self.batch_mff + self.batch_mef < 1:
-            raise ValueError("a stage needs batch_mff + batch_mef >= 1")
+            problems.append("a stage needs batch_mff + batch_mef >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be 0 (off) or lie in (0, 1), got {self.ema_decay}")
-        _check_loss_overrides(self.loss, {f.name for f in dataclasses.fields(LossConfig)})
+            problems.append(f"ema_decay must be 0 (off) or lie in (0, 1), got {self.ema_decay}")
+        _raise_problems(problems + check_overrides(self.loss, LOSS_KEYS))
 
     @property
     def faf_set_labeled(self) -> int:
         """The FAF set the supervised MFF/MEF crops go through."""
         return self.labeled_faf_set or self.faf_set
 
-    def loss_config(self, base: LossConfig) -> LossConfig:
+    def loss_weights(self, base: LossWeights) -> LossWeights:
         """The loss weights of this stage: ``base`` (the recipe's) with this stage's overrides."""
-        return _with_overrides(base, self.loss)
+        return base.with_overrides(self.loss)
 
 
 @dataclass(frozen=True)
@@ -291,26 +258,13 @@ class Recipe:
     device: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype, used on CUDA only
     deterministic: bool = False
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
-    loss: LossConfig = field(default_factory=LossConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     stage1: StageConfig = field(default_factory=StageConfig)
     stage2: StageConfig = field(default_factory=StageConfig)
     source: str = ""  # file the recipe was read from (set by from_file, not by users)
-
-    def __post_init__(self) -> None:
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
-        if set(self.model) - known:
-            raise ValueError(
-                f"model has unknown keys {sorted(set(self.model) - known)} (known: {sorted(known)})"
-            )
-        ModelConfig(**self.model)  # raises ValueError on inconsistent values
-
-    @property
-    def model_config(self) -> ModelConfig:
-        """The network architecture: the paper's, with ``model`` overrides."""
-        return ModelConfig(**self.model)
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: tuple[str, ...] = ()) -> Recipe:
@@ -359,6 +313,19 @@ class Recipe:
         if errors:
             raise RecipeError("recipe has problem(s): " + "; ".join(errors))
         return recipe
+
+    def stage(self, index: int) -> StageConfig:
+        """Stage 1 or 2."""
+        return self.stage1 if index == 1 else self.stage2
+
+    def loss_weights(self, stage: int) -> tuple[LossWeights, tuple[LossWeights, ...]]:
+        """The loss weights of a stage, and of each ``data.unlabeled`` folder in that stage.
+
+        The recipe's ``loss`` section, overridden by the stage's ``loss`` and then by each pair
+        folder's ``loss``.
+        """
+        weights = self.stage(stage).loss_weights(self.loss)
+        return weights, tuple(pairs.loss_weights(weights) for pairs in self.data.unlabeled)
 
     @property
     def data_root(self) -> Path:
@@ -477,17 +444,24 @@ def _build(tp: Any, value: Any, path: tuple, lines: dict[tuple, int], errors: li
                     f"{_where((*path, key), lines)} is not a known key "
                     f"(known: {', '.join(sorted(names - {'source'}))})"
                 )
+        # A key with a wrong value keeps its default here, so that the section's own checks
+        # (ranges, consistency) still run and their problems are reported in the same error.
         kwargs = {}
-        n_errors = len(errors)
+        valid = True
         for key in (f.name for f in dataclasses.fields(tp) if f.name in value):
-            kwargs[key] = _build(hints[key], value[key], (*path, key), lines, errors)
-        if len(errors) > n_errors:
-            return None
+            n_errors = len(errors)
+            built = _build(hints[key], value[key], (*path, key), lines, errors)
+            if len(errors) == n_errors:
+                kwargs[key] = built
+            else:
+                valid = False
         try:
-            return tp(**kwargs)
+            built = tp(**kwargs)
         except (TypeError, ValueError) as exc:
-            errors.append(f"{_where(path, lines)}: {exc}")
+            # A section reports all its problems in one exception, joined by "; ".
+            errors.extend(f"{_where(path, lines)}: {problem}" for problem in str(exc).split("; "))
             return None
+        return built if valid else None
     if origin is tuple:
         (item_type, *_) = typing.get_args(tp)
         if not isinstance(value, list):

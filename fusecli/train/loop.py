@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,24 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 
 from fusecli.engine.device import select_device
-from fusecli.engine.losses import (
+from fusecli.engine.model import PSLPT
+from fusecli.engine.weights import load_weights, save_weights
+from fusecli.errors import FuseError, RecipeError
+from fusecli.train.averaging import WeightAverage
+from fusecli.train.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from fusecli.train.data import (
+    TrainData,
+    ValidationData,
+    load_train_data,
+    load_validation_data,
+    step_batches,
+)
+from fusecli.train.losses import (
     LossWeights,
     ssim,
     stage1_loss,
@@ -40,33 +57,24 @@ from fusecli.engine.losses import (
     supervised_task_loss,
     unsupervised_loss,
 )
-from fusecli.engine.model import PSLPT
-from fusecli.engine.train.averaging import WeightAverage
-from fusecli.engine.train.checkpoint import (
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from fusecli.engine.train.data import (
-    TrainData,
-    ValidationData,
-    labeled_batch,
-    load_train_data,
-    load_validation_data,
-    unlabeled_batch,
-)
-from fusecli.engine.train.recipe import LossConfig, Recipe, StageConfig, recipe_to_dict
-from fusecli.engine.weights import load_weights, save_weights
-from fusecli.errors import FuseError
+from fusecli.train.recipe import Recipe, StageConfig, recipe_to_dict
 
 __all__ = [
+    "MAX_PIXELS_PER_FORWARD",
+    "PreparedStage",
+    "ProgressCallback",
+    "TrainProgress",
     "TrainResult",
     "lr_at",
+    "make_optimizer",
     "parameter_checksum",
+    "prepare_stage",
     "resolved_recipe",
+    "same_recipe",
+    "set_trainable",
     "stage_steps",
     "train",
+    "train_step",
 ]
 
 
@@ -82,28 +90,21 @@ class TrainResult:
     seconds_per_step: dict[int, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TrainProgress:
+    """Where training is: reported when a stage starts (or resumes) and after every step."""
+
+    stage: int
+    step: int  # optimisation steps done in this stage
+    total: int  # steps of the stage
+    loss: float | None = None  # the loss of the step just done; None when the stage starts
+
+
+# Called on rank 0 only, as tiling's progress(done, total) is; the CLI draws it.
+ProgressCallback = Callable[[TrainProgress], None]
+
+
 # ----------------------------------------------------------------------------- helpers
-
-
-def _loss_weights(c: LossConfig) -> LossWeights:
-    return LossWeights(
-        mef=c.mef_weight,
-        recon=c.recon_weight,
-        unsupervised=c.unsupervised_weight,
-        unsupervised_recon=c.unsupervised_recon_weight,
-        intensity=c.intensity_weight,
-        texture=c.texture_weight,
-        ssim=c.ssim_weight,
-        supervised_texture=c.supervised_texture_weight,
-        mff_l1=c.mff_l1_weight,
-        mef_l1=c.mef_l1_weight,
-        mef_ssim=c.mef_ssim_weight,
-    )
-
-
-def _folder_loss_weights(recipe: Recipe, base: LossConfig) -> tuple[LossWeights, ...]:
-    """The loss weights of each ``data.unlabeled`` folder: ``base`` with the folder's overrides."""
-    return tuple(_loss_weights(pairs.loss_config(base)) for pairs in recipe.data.unlabeled)
 
 
 def _unsupervised_parts(
@@ -184,31 +185,26 @@ def _autocast(device: torch.device, name: str) -> contextlib.AbstractContextMana
     return torch.autocast("cuda", dtype=torch.bfloat16 if name == "bf16" else torch.float16)
 
 
-def _set_trainable(net: PSLPT, names: tuple[str, ...]) -> list[torch.nn.Parameter]:
+def set_trainable(net: PSLPT, names: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """Train only the named children of ``net`` (``encoder1``, ``faf2``, ...); return them."""
     for child_name, child in net.named_children():
         child.requires_grad_(child_name in names)
     return [p for p in net.parameters() if p.requires_grad]
 
 
-NO_WEIGHT_DECAY = ("cpb_mlp", "logit_scale")
+def make_optimizer(recipe: Recipe, net: PSLPT, lr: float) -> torch.optim.Optimizer:
+    """Adam(W) over the trainable parameters; with weight decay, the model's exemptions apply.
 
-
-def _make_optimizer(recipe: Recipe, net: PSLPT, lr: float) -> torch.optim.Optimizer:
-    """Adam(W) over the trainable parameters.
-
-    With weight decay, the SwinV2 position-bias MLP and attention logit scales are exempt (as timm's
-    ``no_weight_decay``): decaying them pulls the attention temperature and relative position
-    bias towards zero, which is not regularisation.
+    :meth:`PSLPT.no_weight_decay` names the parameters decay would harm (timm's convention).
     """
     o = recipe.optimizer
     cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
     named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
     if o.weight_decay > 0:
-        exempt = [p for n, p in named if any(key in n for key in NO_WEIGHT_DECAY)]
-        decay = [p for n, p in named if not any(key in n for key in NO_WEIGHT_DECAY)]
+        exempt = net.no_weight_decay()
         groups: list = [
-            {"params": decay, "weight_decay": o.weight_decay},
-            {"params": exempt, "weight_decay": 0.0},
+            {"params": [p for n, p in named if n not in exempt], "weight_decay": o.weight_decay},
+            {"params": [p for n, p in named if n in exempt], "weight_decay": 0.0},
         ]
     else:
         groups = [{"params": [p for _, p in named]}]
@@ -225,6 +221,20 @@ def resolved_recipe(recipe: Recipe) -> dict[str, Any]:
     out.pop("source")
     out["data"]["root"] = str(recipe.data_root.resolve())
     return out
+
+
+def same_recipe(stored: Mapping[str, Any], recipe: Recipe) -> bool:
+    """Whether the recipe stored in a checkpoint is ``recipe``.
+
+    The stored form is parsed before comparing, so a checkpoint written before a section became
+    typed still matches: trainers before issue 22 stored the model section as overrides only
+    (``model: {}``), today's store every field of the ModelConfig.
+    """
+    try:
+        parsed = Recipe.from_dict(stored)
+    except RecipeError:
+        return False
+    return resolved_recipe(parsed) == resolved_recipe(recipe)
 
 
 def _metadata(recipe: Recipe, stage: int, step: int, extra: dict[str, Any]) -> dict[str, str]:
@@ -329,7 +339,7 @@ def _validate(
 MAX_PIXELS_PER_FORWARD = 2 * 128 * 128
 
 
-def _train_step(
+def train_step(
     model: torch.nn.Module,
     batches: dict[str, tuple[torch.Tensor, ...]],
     stage: StageConfig,
@@ -377,27 +387,6 @@ def _train_step(
         loss = stage2_loss(loss, parts, weights=weights)
     logs["loss"] = float(loss.detach())
     return loss, logs
-
-
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[losses]}"),
-        disable=not enabled,
-    )
 
 
 def parameter_checksum(net: torch.nn.Module) -> float:
@@ -451,59 +440,125 @@ def _write_checkpoint(
         save_checkpoint(path, payload)
 
 
-# ----------------------------------------------------------------------------- the loop
+# ----------------------------------------------------------------------------- stage set-up
 
 
-def train(recipe: Recipe, **options: Any) -> TrainResult:
-    """Run the recipe's stages; see :func:`_train` for the options.
+@dataclass
+class PreparedStage:
+    """A stage ready to train: what :func:`prepare_stage` set up and where the loop starts."""
 
-    ``recipe.deterministic`` turns on torch's deterministic algorithms for the run only (the
-    setting is process-wide, so it is restored afterwards).
-    """
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(previous or recipe.deterministic)
-    try:
-        return _train(recipe, **options)
-    finally:
-        torch.use_deterministic_algorithms(previous)
+    index: int
+    config: StageConfig
+    model: torch.nn.Module  # the network, wrapped in DDP when distributed
+    exported: PSLPT  # what validation and the weights files read: the network or its average
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    average: WeightAverage | None
+    weights: LossWeights
+    folder_weights: tuple[LossWeights, ...]
+    total: int  # steps of the stage
+    per_epoch: int
+    step: int = 0  # steps already done (> 0 when resuming)
+    best: float = math.inf  # best validation loss so far
 
 
-def _train(
+def prepare_stage(
     recipe: Recipe,
+    net: PSLPT,
+    index: int,
     *,
-    run_dir: Path | None = None,
-    stages: tuple[int, ...] = (1, 2),
-    resume: bool = False,
+    data: TrainData,
+    run_dir: Path,
+    checkpoint: Mapping[str, Any] | None = None,
     init_weights: Path | None = None,
-    device: str | None = None,
-    stop_after: int | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """Run the recipe's stages.
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+) -> PreparedStage:
+    """Set up stage ``index``: its weights, trainable parts, losses, optimiser, average and DDP.
+
+    The weights come, in this order of precedence, from the checkpoint of this stage (resume),
+    from ``init_weights``, from the previous stage's output (``init_from``, as nanoGPT's
+    ``init_from``) or stay as they are (scratch).
 
     Args:
-        recipe: validated recipe.
-        run_dir: output directory (default ``recipe.output_dir``).
-        stages: which stages to run, in order.
-        resume: continue from ``run_dir/checkpoint.pt``.
-        init_weights: weights file the first stage of ``stages`` starts from (stage 2: instead of
-            the run's stage-1 output; stage 1: instead of scratch, i.e. fine-tuning).
-        device: overrides ``recipe.device``.
-        stop_after: return after this many optimisation steps in this call (as if interrupted;
-            no checkpoint is written at the stop). For tests and time-boxed runs.
-        progress: show a rich progress bar (rank 0).
+        recipe: the validated recipe.
+        net: the (unwrapped) network; loaded in place.
+        index: 1 or 2.
+        data: this rank's training shard, which sets the steps per epoch.
+        run_dir: where the previous stage's weights files are.
+        checkpoint: a checkpoint of this stage to resume from.
+        init_weights: weights file to start from instead of ``init_from``.
+        device: the training device.
+        rank, world_size: this process's place in a DDP run.
 
-    Returns:
-        The trained (unwrapped) network and where the run stopped.
+    Raises:
+        FuseError: the stage has no data for its batches, or its starting weights are missing.
     """
-    # ---- setup: device, ranks, seeds, run directory
-    device_ = select_device(device or recipe.device)
-    rank, world_size, device_ = _setup_distributed(device_)
-    master = rank == 0
-    run_dir = Path(run_dir or recipe.output_dir)
-    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
+    stage = recipe.stage(index)
+    if index == 1 and stage.batch_mff + stage.batch_mef and not (data.mff or data.mef):
+        raise FuseError("stage 1 has no labeled images; set data.natural.dirs or data.labeled")
+    if stage.batch_unlabeled and not data.unlabeled:
+        raise FuseError(f"stage {index} needs unlabeled pairs; set data.unlabeled")
+    total, per_epoch = stage_steps(stage, data, world_size)
+
+    if checkpoint is not None:
+        net.load_state_dict(checkpoint["model"])
+    elif stage.init_from != "scratch" or init_weights is not None:
+        if init_weights is not None:
+            source = init_weights
+        else:
+            which = "best" if stage.init_from == "previous_best" else "last"
+            source = run_dir / f"stage{index - 1}_{which}.safetensors"
+        if not source.is_file():
+            raise FuseError(
+                f"stage {index} starts from {source}, which does not exist; run the "
+                "previous stage first or pass --init WEIGHTS"
+            )
+        net.load_state_dict(load_weights(source).state_dict())
+    if stage.init_faf2_from_faf1 and checkpoint is None:
+        net.faf2.load_state_dict(net.faf1.state_dict())
+
+    params = set_trainable(net, stage.train)
+    weights, folder_weights = recipe.loss_weights(index)
+    optimizer = make_optimizer(recipe, net, stage.lr)
+    scaler = torch.amp.GradScaler(
+        device.type, enabled=device.type == "cuda" and recipe.precision == "fp16"
+    )
+    model: torch.nn.Module = net
+    if world_size > 1:
+        # DDP broadcasts rank 0's parameters at construction, so all ranks start equal.
+        model = DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    # Validation and exports read the average when the stage keeps one; every rank updates its
+    # own copy from identical weights, so the copies stay equal.
+    average = WeightAverage(net, stage.ema_decay) if stage.ema_decay else None
+    prepared = PreparedStage(
+        index=index, config=stage, model=model, exported=net if average is None else average.net,
+        params=params, optimizer=optimizer, scaler=scaler, average=average, weights=weights,
+        folder_weights=folder_weights, total=total, per_epoch=per_epoch,
+    )  # fmt: skip
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        states = checkpoint["rng"]
+        set_rng_state(states[rank] if rank < len(states) else states[0])
+        prepared.step, prepared.best = checkpoint["step"], checkpoint["best_val"]
+        if average is not None:
+            # The recipe check of train() guarantees the checkpoint was written with an average.
+            average.load_state_dict(checkpoint["ema"])
+    return prepared
+
+
+def _open_run(
+    recipe: Recipe, run_dir: Path, *, stages: tuple[int, ...], resume: bool, master: bool
+) -> dict[str, Any] | None:
+    """Check the run directory, write the resolved recipe; return the checkpoint to resume."""
+    ckpt_path = run_dir / "checkpoint.pt"
     ckpt = load_checkpoint(ckpt_path) if resume else None
-    if ckpt is not None and ckpt["recipe"] != resolved_recipe(recipe):
+    if ckpt is not None and not same_recipe(ckpt["recipe"], recipe):
         raise FuseError(
             f"the recipe differs from the one {ckpt_path} was trained with; "
             f"resume with {run_dir / 'recipe.yaml'}"
@@ -518,129 +573,117 @@ def _train(
             yaml.safe_dump(resolved_recipe(recipe), sort_keys=False), encoding="utf-8"
         )
         if ckpt is not None:
-            _truncate_log(log_path, ckpt["stage"], ckpt["step"])
+            _truncate_log(run_dir / "log.jsonl", ckpt["stage"], ckpt["step"])
+    return ckpt
 
-    # ---- data: this rank's shard, validation on rank 0
-    root = recipe.data_root
-    data = load_train_data(root, recipe.data, rank=rank, world_size=world_size)
-    val = load_validation_data(root, recipe.data, seed=recipe.seed) if master else None
 
-    torch.manual_seed(recipe.seed)
-    np.random.seed(recipe.seed)
-    net = PSLPT(recipe.model_config).to(device_)
-    result = TrainResult(net=net, run_dir=run_dir)
-    steps_left = stop_after
+@contextlib.contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    """Torch's deterministic algorithms for the run only (the setting is process-wide)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(previous or enabled)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
 
-    enabled = [i for i in stages if (recipe.stage1 if i == 1 else recipe.stage2).enabled]
-    for stage_index in enabled:
-        stage = recipe.stage1 if stage_index == 1 else recipe.stage2
-        first_stage = stage_index == enabled[0]
-        if stage_index == 1 and stage.batch_mff + stage.batch_mef and not (data.mff or data.mef):
-            raise FuseError("stage 1 has no labeled images; set data.natural.dirs or data.labeled")
-        if stage.batch_unlabeled and not data.unlabeled:
-            raise FuseError(f"stage {stage_index} needs unlabeled pairs; set data.unlabeled")
-        total, per_epoch = stage_steps(stage, data, world_size)
-        resuming = ckpt is not None and ckpt["stage"] == stage_index
-        if ckpt is not None and ckpt["stage"] > stage_index:
-            continue  # finished before the interruption
 
-        # ---- initialise the stage (nanoGPT init_from): scratch, previous stage, or a file
-        if resuming:
-            net.load_state_dict(ckpt["model"])
-        elif stage.init_from != "scratch" or (init_weights is not None and first_stage):
-            if init_weights is not None and first_stage:
-                source = init_weights
-            else:
-                which = "best" if stage.init_from == "previous_best" else "last"
-                source = run_dir / f"stage{stage_index - 1}_{which}.safetensors"
-            if not source.is_file():
-                raise FuseError(
-                    f"stage {stage_index} starts from {source}, which does not exist; run the "
-                    "previous stage first or pass --init WEIGHTS"
-                )
-            net.load_state_dict(load_weights(source).state_dict())
-        if stage.init_faf2_from_faf1 and not resuming:
-            net.faf2.load_state_dict(net.faf1.state_dict())
-        params = _set_trainable(net, stage.train)
-        stage_loss = stage.loss_config(recipe.loss)
-        weights = _loss_weights(stage_loss)
-        folder_weights = _folder_loss_weights(recipe, stage_loss)
-        optimizer = _make_optimizer(recipe, net, stage.lr)
-        scaler = torch.amp.GradScaler(
-            device_.type, enabled=device_.type == "cuda" and recipe.precision == "fp16"
-        )
-        model: torch.nn.Module = net
-        if world_size > 1:
-            # DDP broadcasts rank 0's parameters at construction, so all ranks start equal.
-            model = DistributedDataParallel(
-                net, device_ids=[device_.index] if device_.type == "cuda" else None
-            )
-        # Validation and exports read the average when the stage keeps one; every rank updates
-        # its own copy from identical weights, so the copies stay equal.
-        average = WeightAverage(net, stage.ema_decay) if stage.ema_decay else None
-        exported = net if average is None else average.net
-        step, best = 0, math.inf
-        if resuming:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scaler.load_state_dict(ckpt["scaler"])
-            set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
-            step, best = ckpt["step"], ckpt["best_val"]
-            if average is not None:
-                # The recipe check above guarantees the checkpoint was written with this average.
-                average.load_state_dict(ckpt["ema"])
+# ----------------------------------------------------------------------------- the loop
 
-        # ---- the loop
-        seed = recipe.seed * 1000 + stage_index
-        train_seconds, timed_steps = 0.0, 0
-        bar = _progress(progress and master)
-        with bar:
-            task = bar.add_task(f"stage {stage_index}", total=total, completed=step, losses="")
-            while step < total:
+
+def train(
+    recipe: Recipe,
+    *,
+    run_dir: Path | None = None,
+    stages: tuple[int, ...] = (1, 2),
+    resume: bool = False,
+    init_weights: Path | None = None,
+    device: str | None = None,
+    stop_after: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Run the recipe's stages.
+
+    Args:
+        recipe: validated recipe.
+        run_dir: output directory (default ``recipe.output_dir``).
+        stages: which stages to run, in order.
+        resume: continue from ``run_dir/checkpoint.pt``.
+        init_weights: weights file the first stage of ``stages`` starts from (stage 2: instead of
+            the run's stage-1 output; stage 1: instead of scratch, i.e. fine-tuning).
+        device: overrides ``recipe.device``.
+        stop_after: return after this many optimisation steps in this call (as if interrupted;
+            no checkpoint is written at the stop). For tests and time-boxed runs.
+        progress: called on rank 0 with a :class:`TrainProgress` when a stage starts and after
+            every step.
+
+    Returns:
+        The trained (unwrapped) network and where the run stopped.
+    """
+    with _deterministic(recipe.deterministic):
+        # ---- set-up: device, ranks, run directory, data, seeds, network
+        device_ = select_device(device or recipe.device)
+        rank, world_size, device_ = _setup_distributed(device_)
+        master = rank == 0
+        run_dir = Path(run_dir or recipe.output_dir)
+        ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
+        ckpt = _open_run(recipe, run_dir, stages=stages, resume=resume, master=master)
+        root = recipe.data_root
+        data = load_train_data(root, recipe.data, rank=rank, world_size=world_size)
+        val = load_validation_data(root, recipe.data, seed=recipe.seed) if master else None
+        torch.manual_seed(recipe.seed)
+        np.random.seed(recipe.seed)
+        net = PSLPT(recipe.model).to(device_)
+        result = TrainResult(net=net, run_dir=run_dir)
+        steps_left = stop_after
+
+        enabled = [i for i in stages if recipe.stage(i).enabled]
+        for index in enabled:
+            if ckpt is not None and ckpt["stage"] > index:
+                continue  # finished before the interruption
+            s = prepare_stage(
+                recipe, net, index, data=data, run_dir=run_dir,
+                checkpoint=ckpt if ckpt is not None and ckpt["stage"] == index else None,
+                init_weights=init_weights if index == enabled[0] else None,
+                device=device_, rank=rank, world_size=world_size,
+            )  # fmt: skip
+            stage = s.config
+            train_seconds, timed_steps = 0.0, 0
+            if progress is not None and master:
+                progress(TrainProgress(index, s.step, s.total))
+            while s.step < s.total:
                 if steps_left is not None and steps_left <= 0:
                     result.stopped_early = True
-                    result.stage, result.step = stage_index, step
+                    result.stage, result.step = index, s.step
                     return result
                 t_step = time.perf_counter()
-                lr = lr_at(stage, step, per_epoch)
-                for group in optimizer.param_groups:
+                lr = lr_at(stage, s.step, s.per_epoch)
+                for group in s.optimizer.param_groups:
                     group["lr"] = lr
-                batches: dict[str, tuple[torch.Tensor, ...]] = {}
-                for name, size in (("mff", stage.batch_mff), ("mef", stage.batch_mef)):
-                    items = data.mff if name == "mff" else data.mef
-                    if size and items:
-                        batches[name] = labeled_batch(
-                            items, name, batch=size, crop=stage.crop_labeled, step=step,
-                            seed=seed, rank=rank, mff=recipe.data.mff, mef=recipe.data.mef,
-                            scale=recipe.data.natural.scale,
-                        )  # fmt: skip
-                if stage.batch_unlabeled:
-                    batches["unlabeled"] = unlabeled_batch(
-                        data.unlabeled, batch=stage.batch_unlabeled, crop=stage.crop_unlabeled,
-                        step=step, seed=seed, rank=rank,
-                    )  # fmt: skip
+                batches = step_batches(recipe, data, index, s.step, rank=rank)
                 batches = {k: tuple(t.to(device_) for t in v) for k, v in batches.items()}
 
                 with _autocast(device_, recipe.precision):
-                    loss, logs = _train_step(model, batches, stage, weights, folder_weights)
+                    loss, logs = train_step(s.model, batches, stage, s.weights, s.folder_weights)
                 if not math.isfinite(logs["loss"]):
                     raise FuseError(
-                        f"stage {stage_index} step {step}: the loss is not finite; lower the "
+                        f"stage {index} step {s.step}: the loss is not finite; lower the "
                         "learning rate or enable grad_clip, then resume from the last checkpoint"
                     )
-                scaler.scale(loss).backward()
+                s.scaler.scale(loss).backward()
                 if stage.grad_clip > 0:
-                    scaler.unscale_(optimizer)
+                    s.scaler.unscale_(s.optimizer)
                     logs["grad_norm"] = float(
                         torch.nn.utils.clip_grad_norm_(
-                            params, stage.grad_clip, norm_type=stage.grad_clip_norm
+                            s.params, stage.grad_clip, norm_type=stage.grad_clip_norm
                         )
                     )
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                if average is not None:
-                    average.update(net)
-                step += 1
+                s.scaler.step(s.optimizer)
+                s.scaler.update()
+                s.optimizer.zero_grad(set_to_none=True)
+                if s.average is not None:
+                    s.average.update(net)
+                s.step += 1
                 # Time of the step itself (batch synthesis, forward, backward, update), without
                 # validation or checkpoint writing.
                 step_seconds = time.perf_counter() - t_step
@@ -650,44 +693,44 @@ def _train(
                     steps_left -= 1
 
                 # ---- logging, validation, checkpoints (rank 0 writes)
-                if master and (step % stage.log_every == 0 or step == total):
-                    row = {"kind": "train", "stage": stage_index, "step": step, "lr": lr, **logs}
+                step, last = s.step, s.step == s.total
+                if master and (step % stage.log_every == 0 or last):
+                    row = {"kind": "train", "stage": index, "step": step, "lr": lr, **logs}
                     row["seconds"] = round(step_seconds, 4)
                     row["time"] = round(time.time(), 1)
                     _append_log(log_path, row)
-                    bar.update(task, losses=f"loss {logs['loss']:.4f}")
-                bar.update(task, completed=step)
-                if master and val is not None and (step % stage.val_every == 0 or step == total):
-                    metrics = _validate(exported, val, stage, weights, device_)
-                    _append_log(
-                        log_path, {"kind": "val", "stage": stage_index, "step": step, **metrics}
-                    )
-                    if metrics["val_loss"] < best:
-                        best = metrics["val_loss"]
+                if val is not None and (step % stage.val_every == 0 or last):
+                    metrics = _validate(s.exported, val, stage, s.weights, device_)
+                    _append_log(log_path, {"kind": "val", "stage": index, "step": step, **metrics})
+                    if metrics["val_loss"] < s.best:
+                        s.best = metrics["val_loss"]
                         save_weights(
-                            exported,
-                            run_dir / f"stage{stage_index}_best.safetensors",
-                            metadata=_metadata(recipe, stage_index, step, {"val_loss": best}),
+                            s.exported,
+                            run_dir / f"stage{index}_best.safetensors",
+                            metadata=_metadata(recipe, index, step, {"val_loss": s.best}),
                         )
-                if step % stage.checkpoint_every == 0 or step == total:
-                    if master and step == total:
+                if step % stage.checkpoint_every == 0 or last:
+                    if master and last:
                         save_weights(
-                            exported,
-                            run_dir / f"stage{stage_index}_last.safetensors",
-                            metadata=_metadata(recipe, stage_index, step, {}),
+                            s.exported,
+                            run_dir / f"stage{index}_last.safetensors",
+                            metadata=_metadata(recipe, index, step, {}),
                         )
                     _write_checkpoint(
-                        ckpt_path, stage=stage_index, step=step, total=total, net=net,
-                        optimizer=optimizer, scaler=scaler, best=best, recipe=recipe,
-                        world_size=world_size, average=average,
+                        ckpt_path, stage=index, step=step, total=s.total, net=net,
+                        optimizer=s.optimizer, scaler=s.scaler, best=s.best, recipe=recipe,
+                        world_size=world_size, average=s.average,
                     )  # fmt: skip
-        if average is not None:
-            net.load_state_dict(average.net.state_dict())  # the stage's result is what it exported
+                if progress is not None and master:
+                    progress(TrainProgress(index, step, s.total, logs["loss"]))
+
+            if s.average is not None:
+                net.load_state_dict(s.average.net.state_dict())  # the stage's result: its export
+            if world_size > 1:
+                _check_ranks_agree(net)
+            result.seconds_per_step[index] = train_seconds / max(timed_steps, 1)
+            result.stage, result.step = index, s.step
+            ckpt = None  # later stages start fresh
         if world_size > 1:
-            _check_ranks_agree(net)
-        result.seconds_per_step[stage_index] = train_seconds / max(timed_steps, 1)
-        result.stage, result.step = stage_index, step
-        ckpt = None  # later stages start fresh
-    if world_size > 1:
-        dist.barrier()
-    return result
+            dist.barrier()
+        return result

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from fusecli.engine.train.checkpoint import (
+from fusecli.errors import FuseError
+from fusecli.train.checkpoint import (
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from fusecli.errors import FuseError
 
 
 def _draw() -> tuple:

@@ -39,8 +39,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fusecli.engine.train.recipe import MEFSimulation, MFFSimulation
 from fusecli.filters import blur_along, gaussian_taps
+from fusecli.train.recipe import MEFSimulation, MFFSimulation
 
 __all__ = ["focus_mask", "gaussian_blur", "illumination_field", "simulate_mef", "simulate_mff"]
 

@@ -11,10 +11,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fusecli.engine.train.loop import parameter_checksum, train
-from fusecli.engine.train.recipe import Recipe
+from fusecli.train.loop import parameter_checksum, train
+from fusecli.train.recipe import Recipe
 
-SMOKE = Path(__file__).resolve().parents[3] / "recipes" / "smoke.yaml"
+SMOKE = Path(__file__).resolve().parents[2] / "recipes" / "smoke.yaml"
 
 
 def _free_port() -> int:
@@ -36,7 +36,7 @@ def _worker(rank: int, world_size: int, port: int, data_dir: str, run_dir: str, 
         SMOKE, (f"data.root={data_dir}", "stage1.length=2", "stage2.length=1")
     )
     try:
-        result = train(recipe, run_dir=Path(run_dir), progress=False)
+        result = train(recipe, run_dir=Path(run_dir))
         Path(out, f"rank{rank}.txt").write_text(repr(parameter_checksum(result.net)))
     finally:
         dist.destroy_process_group()

@@ -18,16 +18,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusecli.engine.train.recipe import (
+from fusecli.errors import FuseError, ImageReadError
+from fusecli.io import image_files, natural_key, read_image
+from fusecli.train.recipe import (
     DataConfig,
     LabeledFolders,
     MEFSimulation,
     MFFSimulation,
     PairFolders,
+    Recipe,
 )
-from fusecli.engine.train.simulate import simulate_mef, simulate_mff
-from fusecli.errors import FuseError, ImageReadError
-from fusecli.io import image_files, natural_key, read_image
+from fusecli.train.simulate import simulate_mef, simulate_mff
 
 __all__ = [
     "LabeledItem",
@@ -44,6 +45,8 @@ __all__ = [
     "load_validation_data",
     "read_luma",
     "scaled_crop",
+    "stage_seed",
+    "step_batches",
     "unlabeled_batch",
 ]
 
@@ -485,3 +488,44 @@ def unlabeled_batch(
         sources_b.append(b)
         folders.append(items[index].folder)
     return _stack(sources_a), _stack(sources_b), torch.tensor(folders, dtype=torch.int64)
+
+
+def stage_seed(recipe: Recipe, stage: int) -> int:
+    """The seed of every batch of a stage: each stage draws its own crops."""
+    return recipe.seed * 1000 + stage
+
+
+def step_batches(
+    recipe: Recipe, data: TrainData, stage: int, step: int, *, rank: int = 0
+) -> dict[str, tuple[torch.Tensor, ...]]:
+    """All batches of one training step, as the trainer draws them (on the CPU).
+
+    Args:
+        recipe: gives the stage's batch sizes and crops, the simulations and the seed.
+        data: this rank's shard (see :func:`load_train_data`).
+        stage: 1 or 2.
+        step: the step within the stage (0-based); resuming at step t draws the same batches.
+        rank: this process's rank.
+
+    Returns:
+        ``mff`` and ``mef``: (source 1, source 2, ground truth), each (B, 1, S, S) float32, for
+        the tasks the stage draws and has data for; ``unlabeled``: (source 1, source 2, folder
+        index (B,) int64) when the stage uses unlabeled pairs.
+    """
+    config = recipe.stage(stage)
+    seed = stage_seed(recipe, stage)
+    batches: dict[str, tuple[torch.Tensor, ...]] = {}
+    for name, size in (("mff", config.batch_mff), ("mef", config.batch_mef)):
+        items = data.mff if name == "mff" else data.mef
+        if size and items:
+            batches[name] = labeled_batch(
+                items, name, batch=size, crop=config.crop_labeled, step=step, seed=seed,
+                rank=rank, mff=recipe.data.mff, mef=recipe.data.mef,
+                scale=recipe.data.natural.scale,
+            )  # fmt: skip
+    if config.batch_unlabeled:
+        batches["unlabeled"] = unlabeled_batch(
+            data.unlabeled, batch=config.batch_unlabeled, crop=config.crop_unlabeled,
+            step=step, seed=seed, rank=rank,
+        )  # fmt: skip
+    return batches

@@ -10,7 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fusecli.engine.train.data import (
+from fusecli.errors import FuseError
+from fusecli.io import natural_key
+from fusecli.train.data import (
     LabeledItem,
     PairItem,
     crop_and_flip,
@@ -25,7 +27,7 @@ from fusecli.engine.train.data import (
     scaled_crop,
     unlabeled_batch,
 )
-from fusecli.engine.train.recipe import (
+from fusecli.train.recipe import (
     DataConfig,
     LabeledFolders,
     MEFSimulation,
@@ -33,8 +35,6 @@ from fusecli.engine.train.recipe import (
     NaturalImages,
     PairFolders,
 )
-from fusecli.errors import FuseError
-from fusecli.io import natural_key
 
 
 def test_read_luma_uses_bt601_full_range(tmp_path):

@@ -8,8 +8,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from fusecli.engine.train.plot import moving_average, nice_ticks, plot_log
 from fusecli.errors import FuseError
+from fusecli.train.plot import moving_average, nice_ticks, plot_log
 
 
 def test_moving_average_is_trailing_mean():

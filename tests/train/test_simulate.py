@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusecli.engine.train.recipe import MEFSimulation, MFFSimulation
-from fusecli.engine.train.simulate import (
+from fusecli.train.recipe import MEFSimulation, MFFSimulation
+from fusecli.train.simulate import (
     focus_mask,
     gaussian_blur,
     illumination_field,

@@ -19,13 +19,18 @@ Conventions, chosen to match the public SwinFusion / PSLPT training code the pap
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "LOSS_KEYS",
+    "UNSUPERVISED_LOSS_KEYS",
     "LossWeights",
+    "check_overrides",
     "gaussian_window",
     "intensity_loss",
     "mef_ssim",
@@ -45,49 +50,85 @@ __all__ = [
 class LossWeights:
     """The trade-off weights of Eq. 2-7, defaults from Section 4.1 of the paper.
 
+    This is the ``loss:`` section of a training recipe: the field names are the recipe's keys. A
+    stage (``stageN.loss``) and a pair folder (``data.unlabeled[i].loss``) may override some of
+    them, see :meth:`with_overrides`.
+
     Attributes:
-        mef: lambda, weight of the MEF loss in Eq. 2.
-        recon: lambda_1, weight of the source reconstruction in Eq. 3-4.
-        unsupervised: beta, weight of the unsupervised loss in Eq. 5.
-        unsupervised_recon: beta_1, weight of the reconstruction in Eq. 6.
-        intensity: weight of the intensity loss in Eq. 7 (1 in the paper).
-        texture: beta_2, weight of the texture loss in Eq. 7.
-        ssim: beta_3, weight of the structural loss in Eq. 7.
-        supervised_texture: weight of the texture loss (Eq. 9, against the sources) added to the
-            supervised MFF/MEF loss of Eq. 3-4. Not in the paper (0 there): the ground truth
-            alone rewards edges as strong as the sharp original, while fusion is judged by how
-            much of each source's edges survive (Qabf), which the texture loss measures directly.
-        mff_l1, mef_l1: weight of ``|f - I|_1`` (fused against the ground truth) added to the
-            supervised MFF / MEF loss. Not in the paper (0 there): SSIM barely notices an error of
-            a grey level or two, while the information metrics (MI, NMI) of the fused image do.
-            Per task because an MEF ground truth fixes a brightness that real brackets do not
-            share: on MEFB the term cost Qabf, on MFF it raised Qabf, MI and NMI.
-        mef_ssim: weight of ``1 - MEF-SSIM(f; a, b)`` (:func:`mef_ssim`) added to the supervised
-            MEF loss. Not in the paper (0 there): the simulated ground truth fixes one rendering of
-            the scene, while a fusion of real brackets is judged by how well it keeps, window by
-            window, the structure of the better exposed source, which MEF-SSIM measures.
+        mef_weight: lambda, weight of the MEF loss in Eq. 2.
+        recon_weight: lambda_1, weight of the source reconstruction in Eq. 3-4.
+        unsupervised_weight: beta, weight of the unsupervised loss in Eq. 5.
+        unsupervised_recon_weight: beta_1, weight of the reconstruction in Eq. 6.
+        intensity_weight: weight of the intensity loss in Eq. 7 (1 in the paper).
+        texture_weight: beta_2, weight of the texture loss in Eq. 7.
+        ssim_weight: beta_3, weight of the structural loss in Eq. 7.
+        supervised_texture_weight: weight of the texture loss (Eq. 9, against the sources) added
+            to the supervised MFF/MEF loss of Eq. 3-4. Not in the paper (0 there): the ground
+            truth alone rewards edges as strong as the sharp original, while fusion is judged by
+            how much of each source's edges survive (Qabf), which the texture loss measures.
+        mff_l1_weight, mef_l1_weight: weight of ``|f - I|_1`` (fused against the ground truth)
+            added to the supervised MFF / MEF loss. Not in the paper (0 there): SSIM barely
+            notices an error of a grey level or two, while the information metrics (MI, NMI) of
+            the fused image do. Per task because an MEF ground truth fixes a brightness that real
+            brackets do not share: on MEFB the term cost Qabf, on MFF it raised Qabf, MI and NMI.
+        mef_ssim_weight: weight of ``1 - MEF-SSIM(f; a, b)`` (:func:`mef_ssim`) added to the
+            supervised MEF loss. Not in the paper (0 there): the simulated ground truth fixes one
+            rendering of the scene, while a fusion of real brackets is judged by how well it
+            keeps, window by window, the structure of the better exposed source (MEF-SSIM).
     """
 
-    mef: float = 0.1
-    recon: float = 0.5
-    unsupervised: float = 0.1
-    unsupervised_recon: float = 1.25
-    intensity: float = 1.0
-    texture: float = 1.0
-    ssim: float = 0.5
-    supervised_texture: float = 0.0
-    mff_l1: float = 0.0
-    mef_l1: float = 0.0
-    mef_ssim: float = 0.0
+    mef_weight: float = 0.1
+    recon_weight: float = 0.5
+    unsupervised_weight: float = 0.1
+    unsupervised_recon_weight: float = 1.25
+    intensity_weight: float = 1.0
+    texture_weight: float = 1.0
+    ssim_weight: float = 0.5
+    supervised_texture_weight: float = 0.0
+    mff_l1_weight: float = 0.0
+    mef_l1_weight: float = 0.0
+    mef_ssim_weight: float = 0.0
+
+    def with_overrides(self, overrides: Mapping[str, float]) -> LossWeights:
+        """These weights with some replaced by name (a stage's or a pair folder's overrides).
+
+        Raises:
+            ValueError: an unknown name or a value that is not a number.
+        """
+        problems = check_overrides(overrides, LOSS_KEYS)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return dataclasses.replace(self, **{k: float(v) for k, v in overrides.items()})
 
     def supervised_options(self, task: str) -> dict[str, float]:
         """The weight keywords of :func:`supervised_task_loss` for ``task`` ("mff" or "mef")."""
         return {
-            "recon_weight": self.recon,
-            "texture_weight": self.supervised_texture,
-            "l1_weight": self.mff_l1 if task == "mff" else self.mef_l1,
-            "mef_ssim_weight": self.mef_ssim if task == "mef" else 0.0,
+            "recon_weight": self.recon_weight,
+            "texture_weight": self.supervised_texture_weight,
+            "l1_weight": self.mff_l1_weight if task == "mff" else self.mef_l1_weight,
+            "mef_ssim_weight": self.mef_ssim_weight if task == "mef" else 0.0,
         }
+
+
+LOSS_KEYS = frozenset(f.name for f in dataclasses.fields(LossWeights))
+
+# The weights of the unsupervised IVF/MMF loss (Eq. 6-7), which a pair folder may set for itself.
+UNSUPERVISED_LOSS_KEYS = frozenset(
+    {"unsupervised_recon_weight", "intensity_weight", "texture_weight", "ssim_weight"}
+)
+
+
+def check_overrides(overrides: Mapping[str, object], known: frozenset[str]) -> list[str]:
+    """Every problem of a mapping of loss-weight overrides: unknown names, values not numbers."""
+    problems = []
+    if set(overrides) - known:
+        problems.append(
+            f"loss has unknown keys {sorted(set(overrides) - known)} (known: {sorted(known)})"
+        )
+    for key, value in overrides.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"loss.{key} must be a number, got {value!r}")
+    return problems
 
 
 def _check_image(name: str, x: torch.Tensor) -> None:
@@ -342,7 +383,7 @@ def unsupervised_loss(
 ) -> dict[str, torch.Tensor]:
     """Eq. 6-10: ``L_int + beta_2 L_text + beta_3 L_ssim + beta_1 L_recon`` for IVF / MMF.
 
-    ``L_int`` is scaled by ``weights.intensity`` (1 in the paper).
+    ``L_int`` is scaled by ``weights.intensity_weight`` (1 in the paper).
 
     Args:
         fused: (N, 1, H, W) network output.
@@ -357,9 +398,13 @@ def unsupervised_loss(
     texture = texture_loss(fused, a, b)
     structure = structural_loss(fused, a, b)
     recon = reconstruction_loss(recon_a, recon_b, a, b)
-    fuse = weights.intensity * intensity + weights.texture * texture + weights.ssim * structure
+    fuse = (
+        weights.intensity_weight * intensity
+        + weights.texture_weight * texture
+        + weights.ssim_weight * structure
+    )
     return {
-        "total": fuse + weights.unsupervised_recon * recon,
+        "total": fuse + weights.unsupervised_recon_weight * recon,
         "intensity": intensity,
         "texture": texture,
         "ssim": structure,
@@ -374,12 +419,12 @@ def stage1_loss(
 
     Args:
         mff, mef: outputs of :func:`supervised_task_loss` for each task.
-        weights: lambda is ``weights.mef``.
+        weights: lambda is ``weights.mef_weight``.
 
     Returns:
         Scalar tensor.
     """
-    return mff["total"] + weights.mef * mef["total"]
+    return mff["total"] + weights.mef_weight * mef["total"]
 
 
 def stage2_loss(
@@ -390,9 +435,9 @@ def stage2_loss(
     Args:
         supervised: scalar from :func:`stage1_loss`.
         unsupervised: output of :func:`unsupervised_loss`.
-        weights: beta is ``weights.unsupervised``.
+        weights: beta is ``weights.unsupervised_weight``.
 
     Returns:
         Scalar tensor.
     """
-    return supervised + weights.unsupervised * unsupervised["total"]
+    return supervised + weights.unsupervised_weight * unsupervised["total"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusecli.engine import losses as L
-from fusecli.engine.losses import LossWeights, mef_ssim, supervised_task_loss
+from fusecli.train import losses as L
+from fusecli.train.losses import LossWeights, mef_ssim, supervised_task_loss
 
 
 def _const(value: float, n: int = 1, size: int = 16) -> torch.Tensor:
@@ -56,7 +56,7 @@ def test_optional_supervised_terms_are_off_by_default_and_add_weight_times_term(
 def test_l1_weights_apply_to_their_own_task_only():
     g = torch.Generator().manual_seed(3)
     f, ra, rb, gt, a, b = (torch.rand(1, 1, 24, 24, generator=g) for _ in range(6))
-    weights = L.LossWeights(mff_l1=4.0, mef_l1=0.0)
+    weights = L.LossWeights(mff_l1_weight=4.0, mef_l1_weight=0.0)
     mff = L.supervised_task_loss(f, ra, rb, gt, a, b, **weights.supervised_options("mff"))
     mef = L.supervised_task_loss(f, ra, rb, gt, a, b, **weights.supervised_options("mef"))
     assert "l1" in mff and "l1" not in mef
@@ -125,7 +125,9 @@ def test_reconstruction_loss_is_sum_of_mean_absolute_errors():
 
 
 def test_unsupervised_loss_combines_terms_with_weights():
-    w = L.LossWeights(intensity=0.5, texture=2.0, ssim=3.0, unsupervised_recon=4.0)
+    w = L.LossWeights(
+        intensity_weight=0.5, texture_weight=2.0, ssim_weight=3.0, unsupervised_recon_weight=4.0
+    )
     a, b = _ramp(0.01), _const(0.2)
     f = _const(0.5)
     parts = L.unsupervised_loss(f, a + 0.1, b, a, b, weights=w)
@@ -151,7 +153,8 @@ def test_stage_losses_follow_eq2_and_eq5():
 
 def test_paper_weights_are_the_defaults():
     w = L.LossWeights()
-    assert (w.mef, w.recon, w.unsupervised, w.unsupervised_recon, w.texture, w.ssim) == (
+    weights = (w.mef_weight, w.recon_weight, w.unsupervised_weight, w.unsupervised_recon_weight)
+    assert (*weights, w.texture_weight, w.ssim_weight) == (
         0.1,
         0.5,
         0.1,
@@ -190,9 +193,17 @@ def test_supervised_mef_ssim_term_is_added_for_mef_only():
     torch.manual_seed(1)
     fused, ra, rb, gt, a, b = (torch.rand(1, 1, 24, 24) for _ in range(6))
     plain = supervised_task_loss(fused, ra, rb, gt, a, b, recon_weight=0.5)
-    weights = LossWeights(mef_ssim=2.0)
+    weights = LossWeights(mef_ssim_weight=2.0)
     mef = supervised_task_loss(fused, ra, rb, gt, a, b, **weights.supervised_options("mef"))
     mff = supervised_task_loss(fused, ra, rb, gt, a, b, **weights.supervised_options("mff"))
     assert "mef_ssim" not in mff and torch.isclose(mff["total"], plain["total"])
     expected = plain["total"] + 2.0 * (1 - mef_ssim(fused, a, b))
     assert torch.isclose(mef["total"], expected)
+
+
+def test_overrides_replace_weights_by_their_recipe_names():
+    w = L.LossWeights().with_overrides({"ssim_weight": 40, "intensity_weight": 0.5})
+    assert (w.ssim_weight, w.intensity_weight, w.texture_weight) == (40.0, 0.5, 1.0)
+    assert isinstance(w.ssim_weight, float)
+    with pytest.raises(ValueError, match=r"unknown keys.*ssim.*; loss.mef_weight must be a number"):
+        L.LossWeights().with_overrides({"ssim": 1.0, "mef_weight": "high"})
