@@ -22,7 +22,7 @@ from bench_methods import cpu_name
 from model_card import REPO, evaluation_sets
 
 from fusecli.engine import precision
-from fusecli.engine.train.recipe import Recipe
+from fusecli.train.recipe import Recipe
 from fusecli.engine.weights import load_weights, shipped_weights_path
 from fusecli.io import read_image
 from fusecli.pipeline import fuse_sources
