@@ -52,7 +52,7 @@ def test_map_of_a_half_sharp_pair_picks_the_sharp_half(tmp_path: Path, data_dir:
     out, source_map = tmp_path / "out.png", tmp_path / "map.png"
     result = _run("mff", str(a), str(b), "-o", str(out), "--save-map", str(source_map))
     assert result.exit_code == 0, result.output
-    assert f"wrote source map {source_map}" in result.stdout
+    assert f"wrote source map {source_map}" in result.stderr
     levels = _map_levels(source_map)
     assert set(np.unique(levels)) <= {0, 255}
     # Frame a (0, black) is sharp on the left, frame b (255, white) on the right.
