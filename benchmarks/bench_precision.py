@@ -22,11 +22,11 @@ from bench_methods import cpu_name
 from model_card import REPO, evaluation_sets
 
 from fusecli.engine import precision
-from fusecli.train.recipe import Recipe
 from fusecli.engine.weights import load_weights, shipped_weights_path
 from fusecli.io import read_image
 from fusecli.pipeline import fuse_sources
 from fusecli.plugins import get_catalog
+from fusecli.train.recipe import Recipe
 
 
 def centre_crop(image: torch.Tensor, side: int) -> torch.Tensor:
