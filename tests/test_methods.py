@@ -107,17 +107,22 @@ def test_an_invalid_method_spec_names_every_problem() -> None:
         MethodSpec(name="Bad Name", help="", fuse=None, faf_sets=(3,))  # type: ignore[arg-type]
 
 
-def test_a_duplicate_method_name_is_an_error_naming_both_packages() -> None:
-    @hookimpl
-    def fusecli_register_methods(registry):
-        registry.register(
-            MethodSpec(name="average", help="another mean", fuse=lambda r: r.images[0])
-        )
+def test_a_method_name_two_plugins_share_is_an_error_naming_both() -> None:
+    # A built-in's name taken by a third party is ignored with a warning
+    # (tests/test_plugin_robustness.py); two third parties sharing a name is an error.
+    def plugin_registering(help_text: str) -> types.SimpleNamespace:
+        @hookimpl
+        def fusecli_register_methods(registry):
+            registry.register(MethodSpec(name="mine", help=help_text, fuse=lambda r: r.images[0]))
 
-    plugin = types.SimpleNamespace(fusecli_register_methods=fusecli_register_methods)
-    catalog = plugins.load_catalog(autoload=False, extra_plugins=[("mine", plugin)])
-    with pytest.raises(PluginError, match=r"fusecli 0.*in-process"):
-        catalog.get_method("average")
+        return types.SimpleNamespace(fusecli_register_methods=fusecli_register_methods)
+
+    catalog = plugins.load_catalog(
+        autoload=False,
+        extra_plugins=[("one", plugin_registering("first")), ("two", plugin_registering("second"))],
+    )
+    with pytest.raises(PluginError, match=r"one.*two|two.*one"):
+        catalog.get_method("mine")
     with pytest.raises(PluginError, match="methods: average, guided"):
         catalog.get_method("nope")
 
