@@ -192,18 +192,7 @@ def fuse_sources(
     """
     check_input_count(spec, len(sources))
     device = next(net.parameters()).device
-    return _fuse(net, spec, sources, tile_size, progress, resolve_precision(precision, device))
-
-
-def _fuse(
-    net: PSLPT,
-    spec: TaskSpec,
-    sources: Sequence[torch.Tensor],
-    tile_size: int | None,
-    progress: Progress | None,
-    precision: str = "fp32",
-) -> torch.Tensor:
-    """:func:`fuse_sources` once the number of sources is known to suit the task."""
+    precision = resolve_precision(precision, device)
     return _fuse_and_map(net, spec, sources, tile_size, progress, precision, with_map=False)[0]
 
 
@@ -213,11 +202,12 @@ def _fuse_and_map(
     sources: Sequence[torch.Tensor],
     tile_size: int | None,
     progress: Progress | None,
-    precision: str = "fp32",
+    precision: str,
     *,
     with_map: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`_fuse`, and with ``with_map`` the (1, 1, H, W) index of each pixel's main source."""
+    """:func:`fuse_sources` once the number of sources is known to suit the task; with
+    ``with_map`` also the (1, 1, H, W) index of each pixel's main source."""
     luma = network_inputs(spec, sources)
     source_map = torch.zeros(luma[0].shape, dtype=torch.int64) if with_map else None
     with torch.inference_mode():
