@@ -276,7 +276,10 @@ def test_losses_gradients_and_validation_match_the_reference(reference_run):
     for row, golden in zip(rows, GOLDEN_ROWS, strict=True):
         assert set(row) == set(golden), (row["kind"], row["stage"], row["step"])
         for key, value in golden.items():
-            assert row[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (
+            # "kind" is a string; every other logged value is a number. rel 1e-4: the float
+            # summation order follows the thread count (1 vs 2 threads moved mff_l1 by 1.5e-5).
+            expected = value if isinstance(value, str) else pytest.approx(value, rel=1e-4, abs=1e-6)
+            assert row[key] == expected, (
                 row["kind"],
                 row["stage"],
                 row["step"],
