@@ -79,6 +79,33 @@ def test_the_pipeline_and_the_plugins_do_not_import_the_cli() -> None:
     )
 
 
+# Modules of fusecli/cli that are not one command's: shared options, the root app, batch's layout.
+CLI_SHARED_MODULES = {"__init__", "common", "main", "layout"}
+
+
+def test_command_modules_never_import_each_other() -> None:
+    import ast
+
+    cli = REPO_ROOT / "fusecli" / "cli"
+    commands = {p.stem for p in cli.glob("*.py")} - CLI_SHARED_MODULES
+    crossings = []
+    for path in sorted(cli.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[:2] == ["fusecli", "cli"] and len(parts) > 2:
+                    other = parts[2]
+                    if other in commands and other != path.stem:
+                        crossings.append(f"{path.name} imports {name}")
+    assert crossings == []
+
+
 def test_ruff_lint_and_format_are_clean() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:

@@ -176,7 +176,7 @@ def plan_pairs(pairs: Path, fused: Path) -> PairsPlan:
     Raises:
         FuseError: a folder is missing, or nothing at all can be evaluated.
     """
-    from fusecli.cli.batch import plan_batch
+    from fusecli.cli.layout import plan_batch
     from fusecli.plugins import get_catalog
 
     for role, path in (("PAIRS", pairs), ("FUSED", fused)):
