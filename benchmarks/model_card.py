@@ -553,18 +553,6 @@ def _fit(image: Image.Image, width: int, height: int) -> Image.Image:
     return cell
 
 
-def _fit(image: Image.Image, width: int, height: int) -> Image.Image:
-    """The image scaled to fit width x height, centred on a white cell."""
-    scale = min(width / image.width, height / image.height)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    cell = Image.new("RGB", (width, height), "white")
-    cell.paste(
-        image.convert("RGB").resize(size, Image.Resampling.LANCZOS),
-        ((width - size[0]) // 2, (height - size[1]) // 2),
-    )
-    return cell
-
-
 def contact_sheet(
     work: Path, sets: Sequence[EvalSet], output: Path, tools: Sequence[str] = (), cell: int = 240
 ) -> None:

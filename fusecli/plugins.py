@@ -154,7 +154,9 @@ class _PluginRegistrar:
             return
         missing = _missing_weights(spec.default_weights)
         if missing:
-            self.problems.append(f"task {spec.name!r}: {missing}; it runs only with --weights")
+            self.problems.append(
+                f"task {spec.name!r}: {missing}; it runs only with weights given by the caller"
+            )
         self.registered.append(RegisteredTask(spec, self.plugin, self.package))
 
 

@@ -106,6 +106,45 @@ def test_command_modules_never_import_each_other() -> None:
     assert crossings == []
 
 
+def test_errors_below_the_cli_name_no_command_line_flag() -> None:
+    """A FuseError raised below the CLI names its fix through ``hint``; the CLI names the flag.
+
+    Library users (``import fusecli``) have no ``--resume``; the CLI's HINTS table does.
+    """
+    import ast
+    import re
+
+    flag = re.compile(r"(?<![\w-])--[a-z]")
+    found = []
+    for path in sorted((REPO_ROOT / "fusecli").rglob("*.py")):
+        if "cli" in path.relative_to(REPO_ROOT / "fusecli").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            callee = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+            callee = node.func.id if isinstance(node.func, ast.Name) else callee
+            if not (callee.endswith("Error") or callee == "append"):
+                continue
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                for const in ast.walk(arg):
+                    text = const.value if isinstance(const, ast.Constant) else None
+                    if isinstance(text, str) and flag.search(text):
+                        found.append(f"{path.name}:{node.lineno}: {const.value!r}")
+    assert found == []
+
+
+def test_the_cli_turns_a_training_hint_into_its_flag(tmp_path) -> None:
+    from fusecli.cli.common import error_message
+    from fusecli.errors import FuseError
+    from fusecli.train.checkpoint import load_checkpoint
+
+    with pytest.raises(FuseError) as raised:
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    assert "--" not in str(raised.value)
+    assert "start without --resume" in error_message(raised.value, "train")
+
+
 def test_ruff_lint_and_format_are_clean() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:

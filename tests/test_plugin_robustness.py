@@ -75,7 +75,7 @@ def test_missing_default_weights_are_reported_at_registration() -> None:
     catalog = _load(("heavy", types.SimpleNamespace(fusecli_register_tasks=fusecli_register_tasks)))
     (warning,) = catalog.warnings
     assert "plugin 'heavy'" in warning and "'no-such-weights'" in warning
-    assert "--weights" in warning and "weightless" in catalog.tasks
+    assert "only with weights given by the caller" in warning and "weightless" in catalog.tasks
 
 
 def test_builtin_tasks_and_methods_win_over_a_third_party_namesake() -> None:

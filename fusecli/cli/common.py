@@ -26,6 +26,9 @@ HINTS: dict[str, str] = {
     "reference": "pass one with --ref.",
     "metrics": "leave it out with --metrics.",
     "method": "see `fuse methods` for the methods and what they suit",
+    "init": "run the previous stage first or pass --init WEIGHTS",
+    "resume": "pass --resume to continue it or choose another folder with -o",
+    "no-resume": "start without --resume or give the run's folder with -o",
     "source-map-method": "leave out --method (a source map needs the network) or --save-map",
 }
 

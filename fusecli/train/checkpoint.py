@@ -79,7 +79,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         FuseError: missing, unreadable, or written by an incompatible version.
     """
     if not path.is_file():
-        raise FuseError(f"no checkpoint at {path}; start without --resume or fix the run directory")
+        raise FuseError(
+            f"no checkpoint at {path}",
+            remedy="start without resuming or give the run's folder",
+            hint="no-resume",
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files

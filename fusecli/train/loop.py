@@ -513,8 +513,9 @@ def prepare_stage(
             source = run_dir / f"stage{index - 1}_{which}.safetensors"
         if not source.is_file():
             raise FuseError(
-                f"stage {index} starts from {source}, which does not exist; run the "
-                "previous stage first or pass --init WEIGHTS"
+                f"stage {index} starts from {source}, which does not exist",
+                remedy="run the previous stage first or give weights to start from",
+                hint="init",
             )
         net.load_state_dict(load_weights(source).state_dict())
     if stage.init_faf2_from_faf1 and checkpoint is None:
@@ -565,7 +566,9 @@ def _open_run(
         )
     if not resume and 1 in stages and ckpt_path.exists():
         raise FuseError(
-            f"{run_dir} already holds a run; pass --resume or choose another output dir"
+            f"{run_dir} already holds a run",
+            remedy="resume it or choose another output folder",
+            hint="resume",
         )
     if master:
         run_dir.mkdir(parents=True, exist_ok=True)
