@@ -293,8 +293,16 @@ def load_catalog(
                 catalog, name, package, module_name, bool(task_impls or method_impls)
             )
             continue
-        tasks = _add_tasks(catalog, registrar.registered)
-        methods = _add_methods(catalog, method_registrar.registered)
+        tasks = _add_registrations(
+            catalog, "task", registrar.registered, catalog.tasks, catalog.conflicts
+        )
+        methods = _add_registrations(
+            catalog,
+            "fusion method",
+            method_registrar.registered,
+            catalog.methods,
+            catalog.method_conflicts,
+        )
         catalog.plugins.append(
             PluginInfo(name, package, module_name, "loaded", tasks, methods=methods)
         )
@@ -336,22 +344,32 @@ def _shadowed(catalog: TaskCatalog, kind: str, name: str, first_package: str, ne
     return True
 
 
-def _add_methods(catalog: TaskCatalog, methods: Sequence[RegisteredMethod]) -> tuple[str, ...]:
-    """Add the methods; returns the names kept."""
+def _add_registrations(
+    catalog: TaskCatalog,
+    kind: str,
+    registered: Sequence[RegisteredTask] | Sequence[RegisteredMethod],
+    known: dict,
+    conflicts: dict[str, str],
+) -> tuple[str, ...]:
+    """Add one plugin's tasks or methods to ``known``; returns the names kept.
+
+    A name a built-in already has is ignored with a warning; a name two third-party packages
+    register keeps the first registration (for --help) and is refused when run.
+    """
     kept = []
-    for method in methods:
-        name = method.spec.name
-        first = catalog.methods.get(name)
+    for item in registered:
+        name = item.spec.name
+        first = known.get(name)
         if first is None:
-            catalog.methods[name] = method
+            known[name] = item
             kept.append(name)
             continue
-        if _shadowed(catalog, "fusion method", name, first.package, method):
+        if _shadowed(catalog, kind, name, first.package, item):
             continue
         kept.append(name)
-        catalog.method_conflicts[name] = (
-            f"fusion method {name!r} is registered by two packages, {first.package} (plugin "
-            f"{first.plugin!r}) and {method.package} (plugin {method.plugin!r}); uninstall one"
+        conflicts[name] = (
+            f"{kind} {name!r} is registered by two packages, {first.package} (plugin "
+            f"{first.plugin!r}) and {item.package} (plugin {item.plugin!r}); uninstall one of them"
         )
     return tuple(kept)
 
@@ -388,27 +406,6 @@ def _argument_problem(plugin: object) -> str:
                 f"{', '.join(map(repr, passed))}"
             )
     return ""
-
-
-def _add_tasks(catalog: TaskCatalog, tasks: Sequence[RegisteredTask]) -> tuple[str, ...]:
-    """Add the tasks; returns the names kept."""
-    kept = []
-    for task in tasks:
-        name = task.spec.name
-        first = catalog.tasks.get(name)
-        if first is None:
-            catalog.tasks[name] = task
-            kept.append(name)
-            continue
-        if _shadowed(catalog, "task", name, first.package, task):
-            continue
-        kept.append(name)
-        # Keep the first registration for --help, but refuse to run an ambiguous task.
-        catalog.conflicts[name] = (
-            f"task {name!r} is registered by two packages, {first.package} (plugin "
-            f"{first.plugin!r}) and {task.package} (plugin {task.plugin!r}); uninstall one of them"
-        )
-    return tuple(kept)
 
 
 @functools.cache
