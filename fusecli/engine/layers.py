@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusecli.engine.config import ModelConfig
+
 # The attention logit scale is clamped at log(1/0.01) as in SwinV2: scale <= 100.
 _MAX_LOGIT_SCALE = math.log(100.0)
 # Masked logits get -100 (not -inf), as the reference; exp(-100) is 0 in float32 anyway.
@@ -534,6 +536,18 @@ class SwinBlocks(nn.Module):
             for i in range(depth)
         )
 
+    @classmethod
+    def of(cls, config: ModelConfig) -> SwinBlocks:
+        """The blocks of one stage or FAF module of a network with ``config``."""
+        return cls(
+            config.channels,
+            config.depth,
+            config.num_heads,
+            config.window_size,
+            config.mlp_ratio,
+            config.cpb_hidden,
+        )
+
     def forward(
         self,
         x: torch.Tensor,
@@ -569,20 +583,12 @@ class SwinConvStage(nn.Module):
     only in each encoder's full-resolution stage.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        num_heads: int,
-        window: int,
-        mlp_ratio: float,
-        cpb_hidden: int,
-        with_norms: bool,
-    ) -> None:
+    def __init__(self, config: ModelConfig, with_norms: bool) -> None:
         super().__init__()
+        dim = config.channels
         self.conv_in = nn.Conv2d(dim, dim, 3, bias=False)
         self.norm_in = nn.LayerNorm(dim) if with_norms else nn.Identity()
-        self.blocks = SwinBlocks(dim, depth, num_heads, window, mlp_ratio, cpb_hidden)
+        self.blocks = SwinBlocks.of(config)
         self.norm_out = nn.LayerNorm(dim) if with_norms else nn.Identity()
         self.conv_out = nn.Conv2d(dim, dim, 3, bias=False)
 
@@ -606,19 +612,12 @@ class FrequencyAdaptiveFusion(nn.Module):
     blocks and conv to two channels, normalised by a softmax.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        num_heads: int,
-        window: int,
-        mlp_ratio: float,
-        cpb_hidden: int,
-    ) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        dim = config.channels
         self.proj_in = nn.Conv2d(dim, dim, 3)
         self.norm_in = nn.LayerNorm(dim)
-        self.blocks = SwinBlocks(dim, depth, num_heads, window, mlp_ratio, cpb_hidden)
+        self.blocks = SwinBlocks.of(config)
         self.norm_out = nn.LayerNorm(dim)
         self.proj_out = nn.Conv2d(dim, 2, 3)
 

@@ -38,20 +38,8 @@ TREE_MIN_FRAMES = 9
 Node = TypeVar("Node")
 
 
-def _block_arguments(config: ModelConfig) -> tuple[int, int, int, int, float, int]:
-    """(dim, depth, num_heads, window, mlp_ratio, cpb_hidden): what every stage and FAF takes."""
-    return (
-        config.channels,
-        config.depth,
-        config.num_heads,
-        config.window_size,
-        config.mlp_ratio,
-        config.cpb_hidden,
-    )
-
-
 def _stage(config: ModelConfig, with_norms: bool) -> SwinConvStage:
-    return SwinConvStage(*_block_arguments(config), with_norms=with_norms)
+    return SwinConvStage(config, with_norms=with_norms)
 
 
 def _stem_conv(conv: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
@@ -127,9 +115,7 @@ class FusionSet(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.bands = nn.ModuleList(
-            FrequencyAdaptiveFusion(*_block_arguments(config)) for _ in range(config.levels)
-        )
+        self.bands = nn.ModuleList(FrequencyAdaptiveFusion(config) for _ in range(config.levels))
 
     def forward(
         self, bands_a: Sequence[torch.Tensor], bands_b: Sequence[torch.Tensor]

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fusecli.engine import layers
+from fusecli.engine.config import ModelConfig
 from fusecli.engine.layers import (
     FrequencyAdaptiveFusion,
     SwinBlocks,
@@ -163,7 +164,11 @@ def test_fill_pad_border_matches_reflect_pad(size) -> None:
 
 
 def test_faf_forward_equals_its_softmax_weights() -> None:
-    faf = _nudged(FrequencyAdaptiveFusion(DIM, 2, HEADS, WINDOW, MLP_RATIO, CPB_HIDDEN))
+    config = ModelConfig(
+        channels=DIM, depth=2, num_heads=HEADS, window_size=WINDOW, mlp_ratio=MLP_RATIO,
+        cpb_hidden=CPB_HIDDEN,
+    )  # fmt: skip
+    faf = _nudged(FrequencyAdaptiveFusion(config))
     a, b = torch.randn(2, 1, DIM, 4, 6)
     with torch.no_grad():
         m = faf._logits(a - b).softmax(dim=1)
