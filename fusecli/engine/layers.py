@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import lru_cache, wraps
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -212,6 +213,24 @@ def _head_sum_matrix(
     return sums.to(device)
 
 
+class PlaneConstants(NamedTuple):
+    """What a block's attention needs besides the tokens; it depends only on the weights.
+
+    Computed once per block call (:meth:`WindowAttention.plane_constants`), not per window batch.
+
+    Attributes:
+        qkv_bias: (3C,) from :meth:`WindowAttention.qkv_bias`.
+        scales: (heads,) from :meth:`WindowAttention.logit_scales`.
+        bias: (P, P, 1, heads), :meth:`WindowAttention.position_bias` as [query, key, 1, head].
+        sums: (C, heads) 0/1 matrix, ``x @ sums`` adds up each head's channels.
+    """
+
+    qkv_bias: torch.Tensor
+    scales: torch.Tensor
+    bias: torch.Tensor
+    sums: torch.Tensor
+
+
 def gather_planes(grid: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Tokens of the windows in ``index`` as planes.
 
@@ -228,12 +247,7 @@ def gather_planes(grid: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def _attend_for_training(
-    qkv: torch.Tensor,
-    sums: torch.Tensor,
-    scales: torch.Tensor,
-    bias: torch.Tensor,
-    mask: torch.Tensor | None,
-    heads: int,
+    qkv: torch.Tensor, constants: PlaneConstants, mask: torch.Tensor | None, heads: int
 ) -> torch.Tensor:
     """Scaled-cosine attention on window planes, out of place for autograd.
 
@@ -244,9 +258,7 @@ def _attend_for_training(
 
     Args:
         qkv: (B, P, n, 3C) projected tokens.
-        sums: (C, heads) 0/1 head-sum matrix.
-        scales: (heads,) logit scales.
-        bias: (P, P, 1, heads) position bias.
+        constants: the block's :class:`PlaneConstants`.
         mask: (P, P, n, 1) additive shift mask, or None.
         heads: number of heads.
 
@@ -254,11 +266,12 @@ def _attend_for_training(
         (B, P, n, C), before the output projection.
     """
     c = qkv.shape[-1] // 3
+    sums, scales = constants.sums, constants.scales
     q, k, v = qkv.unflatten(-1, (3, c)).unbind(-2)
     dots = (q.unsqueeze(2) * k.unsqueeze(1)) @ sums
     inv_q = ((q * q) @ sums).clamp_min(_NORM_EPS_SQUARED).rsqrt() * scales
     inv_k = ((k * k) @ sums).clamp_min(_NORM_EPS_SQUARED).rsqrt()
-    logits = dots * inv_q.unsqueeze(2) * inv_k.unsqueeze(1) + bias
+    logits = dots * inv_q.unsqueeze(2) * inv_k.unsqueeze(1) + constants.bias
     if mask is not None:
         logits = logits + mask
     weights = logits.softmax(dim=2).unsqueeze(-1)
@@ -312,23 +325,23 @@ class WindowAttention(nn.Module):
         """(heads,): ``exp(min(logit_scale, log 100))``."""
         return torch.clamp(self.logit_scale, max=_MAX_LOGIT_SCALE).exp().view(self.num_heads)
 
+    def plane_constants(self, device: torch.device, dtype: torch.dtype) -> PlaneConstants:
+        """The weight-only inputs of :meth:`forward_planes`, for one call of the block."""
+        return PlaneConstants(
+            qkv_bias=self.qkv_bias(),
+            scales=self.logit_scales(),
+            bias=self.position_bias().permute(1, 2, 0).unsqueeze(2),
+            sums=_head_sum_matrix(self.dim, self.num_heads, device, dtype),
+        )
+
     def forward_planes(
-        self,
-        planes: torch.Tensor,
-        qkv_bias: torch.Tensor,
-        scales: torch.Tensor,
-        bias: torch.Tensor,
-        sums: torch.Tensor,
-        mask: torch.Tensor | None,
+        self, planes: torch.Tensor, constants: PlaneConstants, mask: torch.Tensor | None
     ) -> torch.Tensor:
         """Attend within each window, tokens as window planes.
 
         Args:
             planes: (B, P, n, C), position p of window k at ``[:, p, k]``.
-            qkv_bias: (3C,) from :meth:`qkv_bias`.
-            scales: (heads,) from :meth:`logit_scales`.
-            bias: (P, P, 1, heads), :meth:`position_bias` as [query, key, 1, head].
-            sums: (C, heads) 0/1 matrix, ``x @ sums`` adds up each head's channels.
+            constants: from :meth:`plane_constants`.
             mask: (P, P, n, 1) additive mask of these windows, or None.
 
         Returns:
@@ -336,9 +349,10 @@ class WindowAttention(nn.Module):
         """
         c = planes.shape[-1]
         heads = self.num_heads
-        qkv = F.linear(planes, self.qkv.weight, qkv_bias)
+        qkv = F.linear(planes, self.qkv.weight, constants.qkv_bias)
         if torch.is_grad_enabled():
-            return self.proj(_attend_for_training(qkv, sums, scales, bias, mask, heads))
+            return self.proj(_attend_for_training(qkv, constants, mask, heads))
+        sums, scales, bias = constants.sums, constants.scales, constants.bias
         positions = planes.shape[1]
         q, k, v = qkv[..., :c], qkv[..., c : 2 * c], qkv[..., 2 * c :]
         # Per-head dot products of every (query, key) pair: (B, P, P, n, heads). The head sums
@@ -423,18 +437,13 @@ class SwinV2Block(nn.Module):
         mask = None
         if shift:
             mask = _plane_mask_cpu(height, width, window, shift).to(x.device)
-        attn = self.attn
-        # Weight-only quantities, computed once per call rather than per window batch.
-        qkv_bias = attn.qkv_bias()
-        scales = attn.logit_scales()
-        bias = attn.position_bias().permute(1, 2, 0).unsqueeze(2)
-        sums = _head_sum_matrix(c, attn.num_heads, x.device, x.dtype)
+        constants = self.attn.plane_constants(x.device, x.dtype)
 
         def run(windows: torch.Tensor, window_mask: torch.Tensor | None) -> torch.Tensor:
             planes = gather_planes(x, windows)
             if norm_before is not None:
                 planes = norm_before(planes)
-            planes = self.forward_planes(planes, qkv_bias, scales, bias, sums, window_mask)
+            planes = self.forward_planes(planes, constants, window_mask)
             if norm_after is not None:
                 planes = norm_after(planes)
             return planes.reshape(b, -1, c)
@@ -465,35 +474,23 @@ class SwinV2Block(nn.Module):
         return fill_pad_border(out) if padded_output else out
 
     def forward_planes(
-        self,
-        planes: torch.Tensor,
-        qkv_bias: torch.Tensor,
-        scales: torch.Tensor,
-        bias: torch.Tensor,
-        sums: torch.Tensor,
-        mask: torch.Tensor | None,
+        self, planes: torch.Tensor, constants: PlaneConstants, mask: torch.Tensor | None
     ) -> torch.Tensor:
         """The block on window planes (B, P, n, C); see :meth:`WindowAttention.forward_planes`."""
         if torch.is_grad_enabled():
             train_planes = _compiled_block_planes() if self.compiled_training else _block_planes
-            return train_planes(self, planes, qkv_bias, scales, bias, sums, mask)
-        attended = self.norm1(self.attn.forward_planes(planes, qkv_bias, scales, bias, sums, mask))
+            return train_planes(self, planes, constants, mask)
+        attended = self.norm1(self.attn.forward_planes(planes, constants, mask))
         # In place without autograd (same sums: addition commutes exactly).
         x = attended.add_(planes)
         return self.norm2(self.mlp(x)).add_(x)
 
 
 def _block_planes(
-    block: SwinV2Block,
-    planes: torch.Tensor,
-    qkv_bias: torch.Tensor,
-    scales: torch.Tensor,
-    bias: torch.Tensor,
-    sums: torch.Tensor,
-    mask: torch.Tensor | None,
+    block: SwinV2Block, planes: torch.Tensor, constants: PlaneConstants, mask: torch.Tensor | None
 ) -> torch.Tensor:
     """:meth:`SwinV2Block.forward_planes` out of place, for autograd."""
-    attended = block.attn.forward_planes(planes, qkv_bias, scales, bias, sums, mask)
+    attended = block.attn.forward_planes(planes, constants, mask)
     x = planes + block.norm1(attended)
     return x + block.norm2(block.mlp(x))
 
