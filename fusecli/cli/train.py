@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from fusecli.cli.common import options_of
+from fusecli.cli.common import options_of, status
 from fusecli.errors import FuseError
 
 if TYPE_CHECKING:
@@ -19,8 +19,12 @@ if TYPE_CHECKING:
 
 @contextmanager
 def training_bar(enabled: bool) -> Iterator[Callable[[TrainProgress], None]]:
-    """A rich progress bar per stage, with the last loss; yields the trainer's callback."""
+    """A rich progress bar per stage, with the last loss; yields the trainer's callback.
+
+    Drawn on stderr, with the status lines, so that stdout carries only data.
+    """
     from rich import progress as rich_progress
+    from rich.console import Console
 
     bar = rich_progress.Progress(
         rich_progress.TextColumn("[bold]{task.description}"),
@@ -29,6 +33,7 @@ def training_bar(enabled: bool) -> Iterator[Callable[[TrainProgress], None]]:
         rich_progress.TimeElapsedColumn(),
         rich_progress.TimeRemainingColumn(),
         rich_progress.TextColumn("{task.fields[losses]}"),
+        console=Console(stderr=True),
         disable=not enabled,
     )
     tasks = {}
@@ -102,7 +107,7 @@ def register(app: typer.Typer) -> None:
             from fusecli.train.plot import plot_log
 
             written = plot_log(plot, output or Path("curves.png"))
-            typer.echo(f"wrote {written}")
+            status(ctx, f"wrote {written}")
             return
         if recipe is None:
             raise FuseError("give a recipe file (e.g. recipes/cpu.yaml) or --plot LOG")
@@ -131,7 +136,8 @@ def register(app: typer.Typer) -> None:
                 f"stage {s}: {t:.2f} s/step" for s, t in result.seconds_per_step.items()
             )
             state = "stopped" if result.stopped_early else "finished"
-            typer.echo(
+            status(
+                ctx,
                 f"{state} at stage {result.stage} step {result.step} in {result.run_dir}"
-                + (f" ({timing})" if timing else "")
+                + (f" ({timing})" if timing else ""),
             )
