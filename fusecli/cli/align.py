@@ -24,7 +24,7 @@ def align(
     ctx: typer.Context,
     frames: list[Path] = typer.Argument(
         ...,
-        metavar="FRAMES...",
+        metavar="FRAME...",
         exists=True,
         dir_okay=False,
         readable=True,

@@ -194,7 +194,10 @@ def batch(
         None, "--task", help="Fuse only this task (needed for scene folders without a task name)."
     ),
     ext: str = typer.Option(
-        "png", "--ext", help="Output format: png (default, keeps 16-bit), tif, jpg or bmp."
+        "png",
+        "--ext",
+        metavar="png|tif|jpg|bmp",
+        help="Output format: png (default, keeps 16-bit), tif, jpg or bmp.",
     ),
     weights: Path | None = weights_option("each task's shipped weights"),
     tile: int | None = tile_option(),

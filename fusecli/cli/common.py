@@ -130,7 +130,7 @@ def tile_option() -> Any:
 
 def overwrite_option(help_text: str = "Replace an existing output.") -> Any:
     """``--overwrite``, also spelled ``--force``."""
-    return typer.Option(False, "--overwrite", "--force", help=f"{help_text} (alias: --force)")
+    return typer.Option(False, "--overwrite", "--force", help=help_text)
 
 
 def json_option(help_text: str) -> Any:

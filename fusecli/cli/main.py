@@ -10,6 +10,7 @@ from typer.core import TyperGroup
 
 from fusecli import __version__
 from fusecli.cli.common import GlobalOptions, error_message, resolve_device
+from fusecli.cli.metavars import plain_metavars
 from fusecli.errors import FuseError
 
 try:  # typer 0.2x vendors click; earlier releases depend on it
@@ -101,6 +102,10 @@ class _FuseGroup(TyperGroup):
     missing or unreadable argument) with 2, Ctrl-C with 130. Click would draw usage errors as
     a box of four to six lines and print nothing useful for Ctrl-C.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        plain_metavars(self)  # once, over every command Typer built
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if args is not None:
