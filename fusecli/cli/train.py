@@ -21,11 +21,14 @@ if TYPE_CHECKING:
 def training_bar(enabled: bool) -> Iterator[Callable[[TrainProgress], None]]:
     """A rich progress bar per stage, with the last loss; yields the trainer's callback.
 
-    Drawn on stderr, with the status lines, so that stdout carries only data.
+    Drawn on stderr, with the status lines, so that stdout carries only data; and only on a
+    terminal, since elsewhere Rich prints the bar once at the end, or a blank line when the run
+    fails before its first step (log.jsonl holds the losses).
     """
     from rich import progress as rich_progress
     from rich.console import Console
 
+    console = Console(stderr=True)
     bar = rich_progress.Progress(
         rich_progress.TextColumn("[bold]{task.description}"),
         rich_progress.BarColumn(),
@@ -33,8 +36,8 @@ def training_bar(enabled: bool) -> Iterator[Callable[[TrainProgress], None]]:
         rich_progress.TimeElapsedColumn(),
         rich_progress.TimeRemainingColumn(),
         rich_progress.TextColumn("{task.fields[losses]}"),
-        console=Console(stderr=True),
-        disable=not enabled,
+        console=console,
+        disable=not (enabled and console.is_terminal),
     )
     tasks = {}
 
