@@ -28,11 +28,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import imagecodecs
 import numpy as np
 import tifffile
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from fusecli.atomic import atomic_path
@@ -46,6 +46,11 @@ from fusecli.metadata import (
     read_tiff_metadata,
     tiff_extratags,
 )
+
+if TYPE_CHECKING:
+    # Imported where pixels become tensors: the command line lists and plans files with this
+    # module (fuse batch --help, completion) and must not wait seconds for torch.
+    import torch
 
 # The image files every part of fusecli reads and writes (lower case, with the dot).
 SUPPORTED_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -536,6 +541,8 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _to_loaded(path: Path, array: np.ndarray, metadata: ImageMetadata = NO_METADATA) -> LoadedImage:
+    import torch
+
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -597,6 +604,8 @@ def _normalise(path: Path, array: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _to_array(pixels: torch.Tensor, alpha: torch.Tensor | None) -> np.ndarray:
     """(H, W) or (H, W, C) float64 in [0, 1] from a (1, C, H, W) / (C, H, W) / (H, W) tensor."""
+    import torch
+
     tensor = pixels.detach().to("cpu", torch.float64)
     if tensor.dim() == 4:
         if tensor.shape[0] != 1:

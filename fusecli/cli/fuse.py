@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -34,8 +34,12 @@ from fusecli.cli.common import (
 )
 from fusecli.hookspecs import MethodSpec, TaskSpec
 from fusecli.methods import DEFAULT_METHOD
-from fusecli.pipeline import FusedFile, fuse_files
 from fusecli.plugins import get_catalog
+
+if TYPE_CHECKING:  # the pipeline (and torch) load only when a task runs, not for --help
+    import torch
+
+    from fusecli.pipeline import FusedFile
 
 
 def chosen_method(name: str) -> MethodSpec | None:
@@ -168,6 +172,8 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
             show_default=False,
         ),
     ) -> None:
+        from fusecli.pipeline import fuse_files
+
         task = get_catalog().get(spec.name)  # raises if two packages registered this name
         method = chosen_method(method_name)
         device = options_of(ctx).device

@@ -49,6 +49,8 @@ GLOBAL_OPTIONS: dict[str, bool] = {
     "--verbose": False,
 }
 VERSION_OPTIONS = ("--version", "-V")
+# ctx.meta key: the command line asks a subcommand for its help.
+HELP_REQUESTED = "fusecli.help_requested"
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -138,6 +140,11 @@ class _FuseGroup(TyperGroup):
         sys.exit(status)
 
     def invoke(self, ctx):
+        # Click clears the subcommand's arguments before the root callback runs, which must
+        # know whether they ask for help; see `root` below.
+        pending = [*getattr(ctx, "_protected_args", []), *getattr(ctx, "protected_args", [])]
+        pending += ctx.args
+        ctx.meta[HELP_REQUESTED] = any(arg in ("-h", "--help") for arg in pending)
         try:
             return super().invoke(ctx)
         except FuseError as exc:
@@ -190,8 +197,10 @@ def build_app() -> typer.Typer:
         ),
     ) -> None:
         ctx.obj = GlobalOptions(debug=debug, device_name=device, quiet=quiet, verbose=verbose)
-        # Resolved once, here: a device that is unknown or absent fails before any command.
-        ctx.obj.device = resolve_device(device)
+        # Resolved here, so that a device that is unknown or absent fails before any command;
+        # but not for help or completion, which must not import torch.
+        if not ctx.resilient_parsing and not ctx.meta.get(HELP_REQUESTED):
+            ctx.obj.resolved_device = resolve_device(device)
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(f"fusecli.cli.{module_name}").register(app)

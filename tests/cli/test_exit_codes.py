@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from fusecli.cli import fuse as fuse_command
+from fusecli import pipeline
 from fusecli.cli.main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, build_app
 
 runner = CliRunner()
@@ -65,7 +65,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch) -> None:
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fuse_command, "fuse_files", interrupted)
+    monkeypatch.setattr(pipeline, "fuse_files", interrupted)
     a = _image(tmp_path / "a.png")
     result = runner.invoke(build_app(), ["ivf", str(a), str(a), "-o", str(tmp_path / "o.png")])
     assert result.exit_code == EXIT_INTERRUPTED
