@@ -154,6 +154,39 @@ class _FuseGroup(TyperGroup):
             typer.echo(f"error: {error_message(exc, ctx.invoked_subcommand or '')}", err=True)
             raise typer.Exit(EXIT_FAILED) from None
 
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            why = unavailable_command(name)
+            if why:
+                ctx.fail(why)
+        return super().resolve_command(ctx, args)
+
+
+def unavailable_command(name: str) -> str:
+    """Why ``fuse NAME`` is missing when a plugin of that name was found but not loaded, else ''.
+
+    Click would only say "No such command"; a user who set FUSECLI_DISABLE_PLUGINS in a shell
+    profile long ago, or whose plugin fails to import, needs to hear which plugin and why.
+    """
+    from fusecli.plugins import (
+        DISABLE_AUTOLOAD_ENV,
+        DISABLE_PLUGINS_ENV,
+        disabled_plugins,
+        get_catalog,
+    )
+
+    for info in get_catalog().plugins:
+        if info.name != name or info.status not in ("disabled", "failed"):
+            continue
+        where = f"task {name} is provided by plugin {info.name} ({info.package})"
+        if info.status == "failed":
+            return f"{where}, which failed to load ({info.message})"
+        if name in disabled_plugins():
+            return f"{where}, disabled by {DISABLE_PLUGINS_ENV}; remove {name} from it to use it"
+        return f"{where}, disabled by {DISABLE_AUTOLOAD_ENV}; unset it to use it"
+    return ""
+
 
 def _version_callback(value: bool) -> None:
     if value:
