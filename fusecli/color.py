@@ -6,28 +6,44 @@ comes back from the sources according to a task's :class:`ColorPolicy`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-# BT.601 full range (JPEG/JFIF): Y = 0.299 R + 0.587 G + 0.114 B, chroma centred at 0.5.
-_RGB_TO_YCBCR = torch.tensor(
-    [
-        [0.299, 0.587, 0.114],
-        [-0.168735892, -0.331264108, 0.5],
-        [0.5, -0.418687589, -0.081312411],
-    ],
-    dtype=torch.float64,
-)
-_YCBCR_TO_RGB = torch.linalg.inv(_RGB_TO_YCBCR)
+# torch is imported inside the functions: every task plugin imports ColorPolicy when it
+# registers, which happens for `fuse --help` and shell completion too, and torch takes seconds.
+
 _CHROMA_OFFSET = 0.5
 # Below this total saturation weight a pixel is grey in every source; use the plain mean there.
 _NEUTRAL_EPS = 1e-6
 
 
+@functools.cache
+def _matrices() -> tuple[torch.Tensor, torch.Tensor]:
+    """(RGB -> YCbCr, YCbCr -> RGB), each (3, 3) float64, BT.601 full range (JPEG/JFIF).
+
+    Y = 0.299 R + 0.587 G + 0.114 B; chroma is centred at 0 here and shifted to 0.5 by callers.
+    """
+    import torch
+
+    rgb_to_ycbcr = torch.tensor(
+        [
+            [0.299, 0.587, 0.114],
+            [-0.168735892, -0.331264108, 0.5],
+            [0.5, -0.418687589, -0.081312411],
+        ],
+        dtype=torch.float64,
+    )
+    return rgb_to_ycbcr, torch.linalg.inv(rgb_to_ycbcr)
+
+
 def _apply(matrix: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return torch.einsum("ij,bjhw->bihw", matrix.to(image.device, image.dtype), image)
 
 
@@ -40,8 +56,10 @@ def rgb_to_ycbcr(image: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, 3, H, W): Y in [0, 1], Cb and Cr in [0, 1] with neutral at 0.5.
     """
+    import torch
+
     _check_channels(image, 3, "rgb_to_ycbcr")
-    ycbcr = _apply(_RGB_TO_YCBCR, image)
+    ycbcr = _apply(_matrices()[0], image)
     return torch.cat([ycbcr[:, :1], ycbcr[:, 1:] + _CHROMA_OFFSET], dim=1)
 
 
@@ -54,9 +72,11 @@ def ycbcr_to_rgb(image: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, 3, H, W) RGB in [0, 1].
     """
+    import torch
+
     _check_channels(image, 3, "ycbcr_to_rgb")
     centred = torch.cat([image[:, :1], image[:, 1:] - _CHROMA_OFFSET], dim=1)
-    return _apply(_YCBCR_TO_RGB, centred).clamp(0.0, 1.0)
+    return _apply(_matrices()[1], centred).clamp(0.0, 1.0)
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:
@@ -64,7 +84,7 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
     if image.shape[1] == 1:
         return image
     _check_channels(image, 3, "luminance")
-    weights = _RGB_TO_YCBCR[0].to(image.device, image.dtype).view(1, 3, 1, 1)
+    weights = _matrices()[0][0].to(image.device, image.dtype).view(1, 3, 1, 1)
     return (image * weights).sum(dim=1, keepdim=True)
 
 
@@ -110,6 +130,8 @@ def restore_color(
     Returns:
         (B, 3, H, W) RGB, or ``fused_y`` itself when no source that the policy uses has colour.
     """
+    import torch
+
     if policy.mode == "chroma_from":
         if policy.source >= len(sources):
             raise ValueError(f"policy takes colour from source {policy.source}, got {len(sources)}")
@@ -138,6 +160,8 @@ def saturation_weighted_chroma(chromas: Sequence[torch.Tensor]) -> torch.Tensor:
     Returns:
         (B, 2, H, W).
     """
+    import torch
+
     stack = torch.stack(list(chromas))
     weights = (stack - _CHROMA_OFFSET).abs().sum(dim=2, keepdim=True)
     total = weights.sum(dim=0)

@@ -6,6 +6,8 @@ Policies:
     * A 3-channel file whose channels are identical (greyscale saved as RGB, common for infrared
       and MRI scans) is read as one channel.
     * Alpha is split off into ``LoadedImage.alpha``; fusion ignores it.
+    * The format is recognised by the file's first bytes; a file whose extension says another
+      format (a JPEG saved as ``.png``) is read as what it is, with a note naming it.
     * EXIF orientation is applied (JPEG, PNG, TIFF), so pixels are as a viewer shows them.
     * Descriptive EXIF and the ICC profile are read into ``LoadedImage.metadata`` and written
       back on request (JPEG, PNG, TIFF; see ``fusecli.metadata``). Pixel values are never
@@ -18,6 +20,7 @@ Policies:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -28,11 +31,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import imagecodecs
 import numpy as np
 import tifffile
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from fusecli.atomic import atomic_path
@@ -46,6 +49,11 @@ from fusecli.metadata import (
     read_tiff_metadata,
     tiff_extratags,
 )
+
+if TYPE_CHECKING:
+    # Imported where pixels become tensors: the command line lists and plans files with this
+    # module (fuse batch --help, completion) and must not wait seconds for torch.
+    import torch
 
 # The image files every part of fusecli reads and writes (lower case, with the dot).
 SUPPORTED_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -61,6 +69,17 @@ _METADATA_FORMATS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 TIFF_COMPRESSIONS = {"none": None, "deflate": "zlib", "lzw": "lzw", "packbits": "packbits"}
 DEFAULT_JPEG_QUALITY = 95
 _DIGITS = re.compile(r"(\d+)")
+# The first bytes of each format we read (classic and big TIFF, both byte orders), and the
+# extension that stands for it here.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+    (b"II+\x00", ".tif"),
+    (b"MM\x00+", ".tif"),
+    (b"BM", ".bmp"),
+)
 _FORMAT_NAMES = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -82,6 +101,7 @@ class LoadedImage:
         alpha: (1, 1, H, W) in [0, 1] when the file had an alpha channel, else None.
         stored_channels: channels in the file (1 to 4).
         metadata: its descriptive EXIF (orientation reset to 1) and ICC profile.
+        notes: what the user may not expect, e.g. a format other than the extension says.
     """
 
     path: Path
@@ -90,6 +110,7 @@ class LoadedImage:
     alpha: torch.Tensor | None
     stored_channels: int
     metadata: ImageMetadata = NO_METADATA
+    notes: tuple[str, ...] = ()
 
     @property
     def height(self) -> int:
@@ -180,7 +201,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
     path = Path(path)
     _check_readable(path)
     limit = max_pixels_limit(max_pixels)
-    suffix = path.suffix.lower()
+    suffix, notes = _format_of(path)
     try:
         height, width = _declared_size(path, suffix)
         if height * width > limit:
@@ -198,7 +219,22 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
             "check that the file is complete and really an image"
         ) from None
     array = _apply_orientation(array, orientation)
-    return _to_loaded(path, array, metadata)
+    return dataclasses.replace(_to_loaded(path, array, metadata), notes=notes)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format a file's first bytes announce, as its usual extension, or None.
+
+    Args:
+        head: the first bytes of the file (8 are enough).
+
+    Returns:
+        ``.png``, ``.jpg``, ``.tif`` or ``.bmp``; None when no signature matches.
+    """
+    for signature, suffix in _SIGNATURES:
+        if head.startswith(signature):
+            return suffix
+    return None
 
 
 def write_image(
@@ -356,15 +392,39 @@ def _check_readable(path: Path) -> None:
         raise ImageReadError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise ImageReadError(f"{path} is a folder, not an image file")
-    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise ImageReadError(
-            f"{path}: unsupported file type {path.suffix or '(no extension)'}; "
-            f"use one of {', '.join(sorted(SUPPORTED_EXTENSIONS))}"
-        )
     if not os.access(path, os.R_OK):
         raise ImageReadError(f"{path}: permission denied; make the file readable")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+
+
+def _format_of(path: Path) -> tuple[str, tuple[str, ...]]:
+    """The extension to decode ``path`` as, from its first bytes, and a note when it is not
+    the file's own.
+
+    Cameras, scripts and downloads misname files (a JPEG as ``.png``); decoding by the name
+    would call a good image damaged. Bytes that match no signature are decoded by the name,
+    which then reports the damage in that format's words.
+    """
+    suffix = path.suffix.lower()
+    try:
+        with open(path, "rb") as handle:
+            found = sniff_format(handle.read(8))
+    except OSError as exc:
+        raise ImageReadError(f"{path}: could not be read ({_short(exc)})") from None
+    if found is None:
+        if suffix not in SUPPORTED_EXTENSIONS:
+            raise ImageReadError(
+                f"{path}: unsupported file type {path.suffix or '(no extension)'}; "
+                f"use one of {', '.join(sorted(SUPPORTED_EXTENSIONS))}"
+            )
+        return suffix, ()
+    if _FORMAT_NAMES.get(suffix) == _FORMAT_NAMES[found]:
+        return suffix, ()
+    named = f"a {path.suffix} name" if path.suffix else "no extension"
+    return found, (
+        f"{path} is a {_FORMAT_NAMES[found]} file with {named}; read as {_FORMAT_NAMES[found]}",
+    )
 
 
 def _codec_errors() -> tuple[type[BaseException], ...]:
@@ -536,6 +596,8 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _to_loaded(path: Path, array: np.ndarray, metadata: ImageMetadata = NO_METADATA) -> LoadedImage:
+    import torch
+
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -597,6 +659,8 @@ def _normalise(path: Path, array: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _to_array(pixels: torch.Tensor, alpha: torch.Tensor | None) -> np.ndarray:
     """(H, W) or (H, W, C) float64 in [0, 1] from a (1, C, H, W) / (C, H, W) / (H, W) tensor."""
+    import torch
+
     tensor = pixels.detach().to("cpu", torch.float64)
     if tensor.dim() == 4:
         if tensor.shape[0] != 1:

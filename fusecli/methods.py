@@ -8,18 +8,26 @@ nothing else.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from fusecli import classical
-from fusecli.engine import fuse_tiled
 from fusecli.hookspecs import MethodInput, MethodSpec, hookimpl
-from fusecli.pipeline import open_network
+
+if TYPE_CHECKING:
+    import torch
+
+# torch, the engine and the classical methods are imported by the methods when they run: this
+# module is loaded with every plugin, also for `fuse --help` and shell completion.
 
 DEFAULT_METHOD = "pslpt"
 
 
 def fuse_pslpt(request: MethodInput) -> torch.Tensor:
     """The PSLPT network with the task's FAF set and weights (tiled on large images)."""
+    import torch
+
+    from fusecli.engine import fuse_tiled
+    from fusecli.pipeline import open_network
+
     net, _ = open_network(request.task, request.weights, request.device)
     device = next(net.parameters()).device
     images = [image.to(device) for image in request.images]
@@ -36,21 +44,29 @@ def fuse_pslpt(request: MethodInput) -> torch.Tensor:
 
 def fuse_average(request: MethodInput) -> torch.Tensor:
     """Per-pixel mean of the sources."""
+    from fusecli import classical
+
     return classical.average_fusion_many(list(request.images))
 
 
 def fuse_laplacian(request: MethodInput) -> torch.Tensor:
     """Laplacian pyramid, 4 detail bands, largest detail per band, mean base."""
+    from fusecli import classical
+
     return classical.laplacian_fusion_many(list(request.images))
 
 
 def fuse_guided(request: MethodInput) -> torch.Tensor:
     """Guided-filter fusion (Li, Kang, Hu 2013) with the paper's parameters."""
+    from fusecli import classical
+
     return classical.guided_filter_fusion_many(list(request.images))
 
 
 def fuse_mertens(request: MethodInput) -> torch.Tensor:
     """Mertens exposure fusion on luminance (contrast and well-exposedness)."""
+    from fusecli import classical
+
     return classical.mertens_fusion_many(list(request.images))
 
 

@@ -671,7 +671,8 @@ def write_job(job: FusionJob, fused: torch.Tensor) -> FusedFile:
         bit_depth=written.bit_depth,
         seconds=time.perf_counter() - job.start,
         metadata_from=reference.path if metadata is not None and not metadata.empty else None,
-        notes=depth_notes(images, job.output, written.bit_depth) if bit_depth is None else (),
+        notes=tuple(note for image in images for note in image.notes)
+        + (depth_notes(images, job.output, written.bit_depth) if bit_depth is None else ()),
         motions=tuple(job.aligned.motions) if job.aligned else (),
         crop=job.aligned.crop if job.aligned else None,
         source_map=map_path,

@@ -178,8 +178,8 @@ class _MethodRegistrar:
 
 def _missing_weights(name: str) -> str:
     """'' when the shipped weights ``name`` are installed, else what is wrong."""
-    from fusecli.engine import shipped_weights_path  # torch; only once a task registers
     from fusecli.errors import WeightsError
+    from fusecli.weights import shipped_weights_path
 
     try:
         shipped_weights_path(name)

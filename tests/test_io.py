@@ -20,6 +20,7 @@ from fusecli.io import (
     output_bit_depth,
     read_image,
     same_file,
+    sniff_format,
     write_image,
 )
 
@@ -474,3 +475,26 @@ def test_image_files_lists_visible_images_in_natural_order(tmp_path) -> None:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "folder.png").mkdir()
     assert [p.name for p in image_files(tmp_path)] == ["b9.JPG", "b10.png"]
+
+
+@pytest.mark.parametrize(
+    ("name", "pillow_format", "says"),
+    [("photo.png", "JPEG", "a JPEG file with a .png name"), ("scan", "PNG", "no extension")],
+)
+def test_the_format_is_recognised_by_content(tmp_path, name, pillow_format, says) -> None:
+    path = tmp_path / name
+    Image.fromarray(np.full((8, 8, 3), (200, 40, 40), np.uint8)).save(path, format=pillow_format)
+    image = read_image(path)
+    assert image.is_color and image.width == 8 and image.bit_depth == 8
+    assert len(image.notes) == 1 and str(path) in image.notes[0] and says in image.notes[0]
+    plain = tmp_path / "plain.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(plain)
+    assert read_image(plain).notes == ()
+
+
+def test_sniff_format_knows_each_signature() -> None:
+    assert sniff_format(b"\x89PNG\r\n\x1a\n") == ".png"
+    assert sniff_format(b"\xff\xd8\xff\xe0") == ".jpg"
+    assert sniff_format(b"MM\x00*") == sniff_format(b"II*\x00") == ".tif"
+    assert sniff_format(b"BM\x00\x00") == ".bmp"
+    assert sniff_format(b"hello") is None

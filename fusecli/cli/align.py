@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from fusecli.align import MOTION_MODELS
 from fusecli.cli.common import (
     crop_option,
     json_option,
@@ -17,14 +16,13 @@ from fusecli.cli.common import (
     strip_option,
 )
 from fusecli.errors import FuseError
-from fusecli.pipeline import align_files
 
 
 def align(
     ctx: typer.Context,
     frames: list[Path] = typer.Argument(
         ...,
-        metavar="FRAMES...",
+        metavar="FRAME...",
         exists=True,
         dir_okay=False,
         readable=True,
@@ -50,6 +48,10 @@ def align(
     A frame that cannot be registered (another scene, too little overlap) is an error naming
     it, and then nothing is written.
     """
+    # Imported here: OpenCV and torch load only when frames are aligned, not for --help.
+    from fusecli.align import MOTION_MODELS
+    from fusecli.pipeline import align_files
+
     if model not in MOTION_MODELS:
         raise FuseError(f"--model {model} is not one of {', '.join(MOTION_MODELS)}")
     outdir.mkdir(parents=True, exist_ok=True)

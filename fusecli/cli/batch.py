@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -59,12 +59,15 @@ from fusecli.cli.common import (
     weights_option,
 )
 from fusecli.cli.layout import Job, Plan, plan_batch
-from fusecli.engine.precision import resolve_precision
 from fusecli.errors import FuseError
 from fusecli.io import SUPPORTED_EXTENSIONS, check_encoding
 from fusecli.methods import DEFAULT_METHOD
-from fusecli.pipeline import FusionJob, fuse_job, prepare_job, read_job, write_job
 from fusecli.plugins import TaskCatalog, get_catalog
+
+if TYPE_CHECKING:  # the pipeline (and torch) load only when a batch runs, not for --help
+    import torch
+
+    from fusecli.pipeline import FusionJob
 
 
 def _shard_from_environment() -> tuple[str, str, str]:
@@ -194,7 +197,10 @@ def batch(
         None, "--task", help="Fuse only this task (needed for scene folders without a task name)."
     ),
     ext: str = typer.Option(
-        "png", "--ext", help="Output format: png (default, keeps 16-bit), tif, jpg or bmp."
+        "png",
+        "--ext",
+        metavar="png|tif|jpg|bmp",
+        help="Output format: png (default, keeps 16-bit), tif, jpg or bmp.",
     ),
     weights: Path | None = weights_option("each task's shipped weights"),
     tile: int | None = tile_option(),
@@ -255,6 +261,8 @@ def batch(
     check_encoding(
         Path(f"output{suffix}"), bit_depth=bit_depth, quality=quality, compression=compression
     )
+    from fusecli.engine.precision import resolve_precision
+
     rank, world = parse_shard(shard_text)
     # Resolved here, so an unusable --precision fails before any folder is searched.
     precision = resolve_precision(precision, options_of(ctx).device)
@@ -378,6 +386,8 @@ def _run(
                 progress.advance(bar)
 
         def start(job: Job) -> FusionJob:
+            from fusecli.pipeline import prepare_job, read_job
+
             spec = catalog.get(job.task).spec
             method = catalog.get_method(job.method).spec
             job.output.parent.mkdir(parents=True, exist_ok=True)
@@ -452,6 +462,8 @@ def run_overlapped(
     this thread) no new job is read or fused, images already fused are still written, and the
     interrupt propagates. Any other exception (a bug) is re-raised here after both threads end.
     """
+    from fusecli.pipeline import fuse_job, write_job
+
     ready: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
     fused_images: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
     stop = threading.Event()

@@ -41,12 +41,6 @@ def error_message(exc: FuseError, command: str = "") -> str:
     return f"{exc.problem}; {hint.format(command=command or 'COMMAND')}"
 
 
-def _cpu() -> torch.device:
-    import torch
-
-    return torch.device("cpu")
-
-
 @dataclass
 class GlobalOptions:
     """Options of the root callback, shared by every command through ``ctx.obj``.
@@ -54,16 +48,26 @@ class GlobalOptions:
     Attributes:
         debug: show tracebacks.
         device_name: ``--device`` as given (``auto`` lets ``fuse train`` use the recipe's).
-        device: ``--device`` resolved, where the fusion commands run the network.
         quiet: ``-q``: no status lines ("wrote", "note"), only errors and data.
         verbose: ``-v``: also say which device, method and weights were used.
     """
 
     debug: bool = False
     device_name: str = "auto"
-    device: torch.device = field(default_factory=_cpu)
     quiet: bool = False
     verbose: bool = False
+    resolved_device: torch.device | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        """``--device`` resolved, where the fusion commands run the network.
+
+        Resolved on first use, because resolving imports torch, which ``--help`` and shell
+        completion must not wait for; the root resolves it before any command runs.
+        """
+        if self.resolved_device is None:
+            self.resolved_device = resolve_device(self.device_name)
+        return self.resolved_device
 
 
 def resolve_device(name: str) -> torch.device:
@@ -133,7 +137,7 @@ def tile_option() -> Any:
 
 def overwrite_option(help_text: str = "Replace an existing output.") -> Any:
     """``--overwrite``, also spelled ``--force``."""
-    return typer.Option(False, "--overwrite", "--force", help=f"{help_text} (alias: --force)")
+    return typer.Option(False, "--overwrite", "--force", help=help_text)
 
 
 def json_option(help_text: str) -> Any:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 import typer
 from PIL import Image, ImageDraw, ImageFont
 
@@ -30,8 +29,10 @@ from fusecli.cli.common import (
 from fusecli.errors import FuseError
 from fusecli.hookspecs import TaskSpec
 from fusecli.io import check_writable, read_image, write_image
-from fusecli.pipeline import fuse_sources, open_network, resolve_weights
 from fusecli.plugins import get_catalog
+
+if TYPE_CHECKING:  # torch and the pipeline load only when the demo runs, not for --help
+    import torch
 
 SIMULATED_NOTE = "inputs are SIMULATED from one image"
 _LABEL_HEIGHT = 18
@@ -43,6 +44,8 @@ def draw_scene(width: int, height: int) -> torch.Tensor:
     Returns:
         (1, 3, height, width) float in [0, 1].
     """
+    import torch
+
     image = Image.new("RGB", (width, height))
     draw = ImageDraw.Draw(image)
     for y in range(height):  # sky: blue at the top to pale near the horizon
@@ -117,6 +120,8 @@ def contact_sheet(rows: list[list[tuple[torch.Tensor, str]]], title: Sequence[st
 
 def _fit(image: torch.Tensor, width: int) -> torch.Tensor:
     """Resize to ``width`` (keeping the aspect ratio, even sides); grey becomes RGB."""
+    import torch.nn.functional as F
+
     if image.shape[1] == 1:
         image = image.repeat(1, 3, 1, 1)
     height = max(2 * round(image.shape[-2] * width / image.shape[-1] / 2), 16)
@@ -146,6 +151,10 @@ def demo(
     json_out: bool = json_option("Print a JSON summary on stdout."),
 ) -> None:
     """Fuse simulated inputs for every task that has a demo; write a labelled contact sheet PNG."""
+    import torch
+
+    from fusecli.pipeline import fuse_sources, open_network, resolve_weights
+
     catalog = get_catalog()
     specs: list[TaskSpec] = [
         catalog.get(name).spec

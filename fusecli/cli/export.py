@@ -7,9 +7,7 @@ from pathlib import Path
 import typer
 
 from fusecli.cli.common import overwrite_option, weights_option
-from fusecli.engine.export import EXPORT_FORMATS, export_network
 from fusecli.errors import FuseError
-from fusecli.pipeline import open_network
 from fusecli.plugins import get_catalog
 
 # What -o's extension says when --format is not given.
@@ -26,6 +24,8 @@ def _export_format(text: str | None, output: Path) -> str:
             )
         return found
     chosen = text.strip().lower()
+    from fusecli.engine.export import EXPORT_FORMATS  # torch: only once a command runs
+
     if chosen not in EXPORT_FORMATS:
         raise FuseError(f"--format {text} is not one of {', '.join(EXPORT_FORMATS)}")
     return chosen
@@ -68,6 +68,9 @@ def export(
     of 16 and the crop back are inside. Colour (luminance in, chroma back) is the caller's:
     README "Deploying a model" shows it. ONNX needs the fusecli[export] extra.
     """
+    from fusecli.engine.export import export_network
+    from fusecli.pipeline import open_network
+
     export_format = _export_format(format_text, output)
     spec = get_catalog().get(task).spec  # raises on an unknown task
     if spec.min_inputs != 2:

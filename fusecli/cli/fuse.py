@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -32,10 +33,15 @@ from fusecli.cli.common import (
     tile_option,
     weights_option,
 )
+from fusecli.errors import FuseError
 from fusecli.hookspecs import MethodSpec, TaskSpec
 from fusecli.methods import DEFAULT_METHOD
-from fusecli.pipeline import FusedFile, fuse_files
 from fusecli.plugins import get_catalog
+
+if TYPE_CHECKING:  # the pipeline (and torch) load only when a task runs, not for --help
+    import torch
+
+    from fusecli.pipeline import FusedFile
 
 
 def chosen_method(name: str) -> MethodSpec | None:
@@ -122,17 +128,38 @@ def result_record(
     }
 
 
+def existing_sources(
+    ctx: typer.Context, param: typer.CallbackParam, sources: list[Path]
+) -> list[Path]:
+    """The parser's exists/readable check of the sources, which lets ``-`` (stdin) through.
+
+    Typer's own ``allow_dash`` does not, for ``Path`` arguments; a missing file is a usage
+    error (exit 2) naming the argument, as with ``exists=True``.
+    """
+    for source in sources:
+        if str(source) == "-":
+            continue
+        if not source.exists():
+            problem = "does not exist"
+        elif source.is_dir():
+            problem = "is a directory"
+        elif not os.access(source, os.R_OK):
+            problem = "is not readable"
+        else:
+            continue
+        raise typer.BadParameter(f"file {str(source)!r} {problem}.", ctx=ctx, param=param)
+    return sources
+
+
 def _make_command(spec: TaskSpec) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
         sources: list[Path] = typer.Argument(
             ...,
             metavar=_metavar(spec),
-            exists=True,
-            dir_okay=False,
-            readable=True,
+            callback=existing_sources,
             help=f"{spec.inputs_text()} registered source images (PNG, JPEG, BMP, TIFF), "
-            "in the order above.",
+            "in the order above; - reads one of them from standard input.",
             show_default=False,
         ),
         output: Path = typer.Option(
@@ -140,7 +167,15 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
             "-o",
             "--output",
             help="Output image; its extension picks the format (.png, .jpg, .bmp, .tif). "
-            "An existing folder gets the output named after the first source.",
+            "An existing folder gets the output named after the first source; - writes the "
+            "image to standard output (with --ext).",
+            show_default=False,
+        ),
+        ext: str | None = typer.Option(
+            None,
+            "--ext",
+            metavar="png|jpg|tif|bmp",
+            help="Format of the image written by -o - (required there).",
             show_default=False,
         ),
         weights: Path | None = weights_option(f"the shipped {spec.default_weights}"),
@@ -168,44 +203,33 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
             show_default=False,
         ),
     ) -> None:
-        task = get_catalog().get(spec.name)  # raises if two packages registered this name
-        method = chosen_method(method_name)
-        device = options_of(ctx).device
-        output = output_in_folder(output, sources[0])
-        status(ctx, f"device {device}, method {method_name.strip()}", verbose=True)
-        progress, update = tile_progress(Console(stderr=True))
-        with progress or nullcontext():
-            result = fuse_files(
-                task.spec,
-                sources,
-                output,
-                weights=weights,
-                device=device,
-                overwrite=overwrite,
-                resize=resize,
-                tile_size=tile,
-                progress=update,
-                keep_metadata=not strip,
-                bit_depth=parse_depth(depth),
-                quality=quality,
-                compression=compression,
-                align=align,
-                crop=crop,
-                method=method,
-                precision=precision,
-                source_map=save_map,
-            )
-        if result.weights is not None:
-            status(ctx, f"weights {result.weights}", verbose=True)
-        for note in result.notes:
-            status(ctx, f"note: {note}")
+        to_stdout = str(output) == "-"
+        stdout_suffix = stream_suffix(ext, to_stdout=to_stdout, json_out=json_out)
+        with tempfile.TemporaryDirectory(prefix="fusecli-") as scratch:
+            sources = read_stdin_source(sources, Path(scratch))
+            if to_stdout:  # written to a file first, atomically, like any output
+                target = Path(scratch) / f"stdout{stdout_suffix}"
+            else:
+                target = output_in_folder(output, sources[0])
+            result = _fuse(
+                ctx, spec, sources, target, method_name,
+                weights=weights, overwrite=overwrite, resize=resize,
+                tile_size=tile, keep_metadata=not strip, bit_depth=parse_depth(depth),
+                quality=quality, compression=compression, align=align, crop=crop,
+                precision=precision, source_map=save_map,
+            )  # fmt: skip
+            if to_stdout:
+                # Only the image goes to stdout; status lines stay on stderr.
+                sys.stdout.buffer.write(result.output.read_bytes())
+                sys.stdout.buffer.flush()
+        shown = "<stdout>" if to_stdout else result.output
         if json_out:
-            record = result_record(task.spec, result, device, method_name.strip())
+            record = result_record(spec, result, options_of(ctx).device, method_name.strip())
             typer.echo(json.dumps(record))
         colour = "colour" if result.channels == 3 else "grey"
         status(
             ctx,
-            f"wrote {result.output} ({result.width}x{result.height}, {colour}, "
+            f"wrote {shown} ({result.width}x{result.height}, {colour}, "
             f"{result.bit_depth}-bit) in {result.seconds:.1f} s",
         )
         if result.source_map is not None:
@@ -213,6 +237,94 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
 
     command.__doc__ = describe_task(spec)
     return command
+
+
+def _fuse(
+    ctx: typer.Context,
+    spec: TaskSpec,
+    sources: list[Path],
+    output: Path,
+    method_name: str,
+    **settings: object,
+) -> FusedFile:
+    """Run one task on files, with a tile progress bar; print the notes and the -v lines."""
+    from fusecli.pipeline import fuse_files
+
+    task = get_catalog().get(spec.name)  # raises if two packages registered this name
+    device = options_of(ctx).device
+    status(ctx, f"device {device}, method {method_name.strip()}", verbose=True)
+    progress, update = tile_progress(Console(stderr=True))
+    with progress or nullcontext():
+        result = fuse_files(
+            task.spec,
+            sources,
+            output,
+            device=device,
+            progress=update,
+            method=chosen_method(method_name),
+            **settings,  # type: ignore[arg-type]
+        )
+    if result.weights is not None:
+        status(ctx, f"weights {result.weights}", verbose=True)
+    for note in result.notes:
+        status(ctx, f"note: {note}")
+    return result
+
+
+def stream_suffix(ext: str | None, *, to_stdout: bool, json_out: bool) -> str:
+    """The extension of the image written to stdout (``-o -``), or '' when writing a file.
+
+    Raises:
+        typer.BadParameter: --ext missing with -o - or given without it, or --json with -o -
+            (stdout carries the image alone). A usage error: exit status 2.
+    """
+    from fusecli.io import SUPPORTED_EXTENSIONS
+
+    if not to_stdout:
+        if ext is not None:
+            raise typer.BadParameter(
+                "applies to -o - only; a file's extension picks its format", param_hint="--ext"
+            )
+        return ""
+    if ext is None:
+        raise typer.BadParameter("-o - needs --ext png, jpg, tif or bmp", param_hint="--ext")
+    if json_out:
+        raise typer.BadParameter("stdout carries the image with -o -", param_hint="--json")
+    suffix = "." + ext.strip().lower().lstrip(".")
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise typer.BadParameter(f"{ext} is not png, jpg, tif or bmp", param_hint="--ext")
+    if sys.stdout.isatty():
+        raise FuseError("refusing to write an image to a terminal; redirect stdout (> out.png)")
+    return suffix
+
+
+def read_stdin_source(sources: Sequence[Path], scratch: Path) -> list[Path]:
+    """The sources with ``-`` replaced by a file in ``scratch`` holding standard input.
+
+    The file is named ``stdin`` with the extension of the format its bytes announce, so it is
+    read like any other source.
+
+    Raises:
+        typer.BadParameter: ``-`` is given more than once (stdin holds one image).
+        FuseError: stdin is a terminal, is empty, or holds no PNG, JPEG, TIFF or BMP image.
+    """
+    from fusecli.io import sniff_format
+
+    dashes = [i for i, source in enumerate(sources) if str(source) == "-"]
+    if not dashes:
+        return list(sources)
+    if len(dashes) > 1:
+        raise typer.BadParameter("- (standard input) may stand for one source only")
+    if sys.stdin.isatty():
+        raise FuseError("- reads an image from standard input, which is a terminal; pipe one in")
+    data = sys.stdin.buffer.read()
+    suffix = sniff_format(data[:8])
+    if suffix is None:
+        what = "is empty" if not data else "holds no PNG, JPEG, TIFF or BMP image"
+        raise FuseError(f"standard input (-) {what}; pipe an image file into it")
+    path = scratch / f"stdin{suffix}"
+    path.write_bytes(data)
+    return [path if i == dashes[0] else source for i, source in enumerate(sources)]
 
 
 def register(app: typer.Typer) -> None:

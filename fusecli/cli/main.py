@@ -10,6 +10,7 @@ from typer.core import TyperGroup
 
 from fusecli import __version__
 from fusecli.cli.common import GlobalOptions, error_message, resolve_device
+from fusecli.cli.metavars import plain_metavars
 from fusecli.errors import FuseError
 
 try:  # typer 0.2x vendors click; earlier releases depend on it
@@ -48,6 +49,8 @@ GLOBAL_OPTIONS: dict[str, bool] = {
     "--verbose": False,
 }
 VERSION_OPTIONS = ("--version", "-V")
+# ctx.meta key: the command line asks a subcommand for its help.
+HELP_REQUESTED = "fusecli.help_requested"
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -102,6 +105,10 @@ class _FuseGroup(TyperGroup):
     a box of four to six lines and print nothing useful for Ctrl-C.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        plain_metavars(self)  # once, over every command Typer built
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if args is not None:
             args = hoist_global_options(list(args))
@@ -133,6 +140,11 @@ class _FuseGroup(TyperGroup):
         sys.exit(status)
 
     def invoke(self, ctx):
+        # Click clears the subcommand's arguments before the root callback runs, which must
+        # know whether they ask for help; see `root` below.
+        pending = [*getattr(ctx, "_protected_args", []), *getattr(ctx, "protected_args", [])]
+        pending += ctx.args
+        ctx.meta[HELP_REQUESTED] = any(arg in ("-h", "--help") for arg in pending)
         try:
             return super().invoke(ctx)
         except FuseError as exc:
@@ -141,6 +153,39 @@ class _FuseGroup(TyperGroup):
                 raise
             typer.echo(f"error: {error_message(exc, ctx.invoked_subcommand or '')}", err=True)
             raise typer.Exit(EXIT_FAILED) from None
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            why = unavailable_command(name)
+            if why:
+                ctx.fail(why)
+        return super().resolve_command(ctx, args)
+
+
+def unavailable_command(name: str) -> str:
+    """Why ``fuse NAME`` is missing when a plugin of that name was found but not loaded, else ''.
+
+    Click would only say "No such command"; a user who set FUSECLI_DISABLE_PLUGINS in a shell
+    profile long ago, or whose plugin fails to import, needs to hear which plugin and why.
+    """
+    from fusecli.plugins import (
+        DISABLE_AUTOLOAD_ENV,
+        DISABLE_PLUGINS_ENV,
+        disabled_plugins,
+        get_catalog,
+    )
+
+    for info in get_catalog().plugins:
+        if info.name != name or info.status not in ("disabled", "failed"):
+            continue
+        where = f"task {name} is provided by plugin {info.name} ({info.package})"
+        if info.status == "failed":
+            return f"{where}, which failed to load ({info.message})"
+        if name in disabled_plugins():
+            return f"{where}, disabled by {DISABLE_PLUGINS_ENV}; remove {name} from it to use it"
+        return f"{where}, disabled by {DISABLE_AUTOLOAD_ENV}; unset it to use it"
+    return ""
 
 
 def _version_callback(value: bool) -> None:
@@ -185,8 +230,10 @@ def build_app() -> typer.Typer:
         ),
     ) -> None:
         ctx.obj = GlobalOptions(debug=debug, device_name=device, quiet=quiet, verbose=verbose)
-        # Resolved once, here: a device that is unknown or absent fails before any command.
-        ctx.obj.device = resolve_device(device)
+        # Resolved here, so that a device that is unknown or absent fails before any command;
+        # but not for help or completion, which must not import torch.
+        if not ctx.resilient_parsing and not ctx.meta.get(HELP_REQUESTED):
+            ctx.obj.resolved_device = resolve_device(device)
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(f"fusecli.cli.{module_name}").register(app)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -35,29 +37,92 @@ def task_rows(catalog: TaskCatalog) -> list[dict[str, object]]:
     return rows
 
 
+def shared_rules(catalog: TaskCatalog) -> list[str]:
+    """One sentence per group of tasks that run the same FAF set with the same colour rule.
+
+    Such tasks (today ivf and mmf) fuse alike and differ only in their inputs' names and batch
+    folders; users comparing them should hear it rather than guess it from the table.
+    """
+    groups: dict[tuple[int, object], list[str]] = {}
+    for name in sorted(catalog.tasks):
+        spec = catalog.tasks[name].spec
+        groups.setdefault((spec.faf_set, spec.color), []).append(name)
+    sentences = []
+    for (faf_set, color), names in groups.items():
+        if len(names) > 1:
+            listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+            sentences.append(
+                f"{listed} share FAF set {faf_set} and one colour rule "
+                f"({color.describe()}): they fuse alike and differ in their inputs' names "
+                "and batch folders."
+            )
+    return sentences
+
+
+TASK_COLUMNS = ("task", "roles", "inputs", "FAF set", "colour", "batch folders", "plugin")
+
+
+def task_cells(row: dict[str, object]) -> list[str]:
+    """The table cells of one ``task_rows`` record, in TASK_COLUMNS order."""
+    plugin = f"{row['plugin']} ({row['package']})"
+    if row["conflict"]:
+        plugin += " conflict"
+    return [
+        str(row["task"]),
+        ", ".join(row["roles"]),  # type: ignore[arg-type]
+        str(row["inputs"]),
+        str(row["faf_set"]),
+        str(row["colour"]),
+        ", ".join(row["batch_names"]),  # type: ignore[arg-type]
+        plugin,
+    ]
+
+
+def print_tasks(rows: list[dict[str, object]], notes: list[str], console: Console) -> None:
+    """A table when the terminal is wide enough for one line per task, else a paragraph each.
+
+    Rich fits a wide table into a narrow terminal by cutting words (``backgrou`` / ``nd``);
+    paragraphs wrapped at spaces read better than that.
+    """
+    cells = [task_cells(row) for row in rows]
+    widths = [max(map(len, column)) for column in zip(TASK_COLUMNS, *cells, strict=True)]
+    # One line per task, with a space of padding either side of each column and a border
+    # (drawn blank) between and around them; rich would otherwise squeeze the columns until
+    # words break.
+    if sum(widths) + 3 * len(TASK_COLUMNS) + 1 <= console.width:
+        table = Table(title="Fusion tasks (fuse <task> --help for details)", box=box.SIMPLE_HEAD)
+        for column in TASK_COLUMNS:
+            table.add_column(column, no_wrap=True)
+        for row_cells in cells:
+            table.add_row(*row_cells)
+        console.print(table)
+    else:
+        for row in rows:
+            named = dict(zip(TASK_COLUMNS, task_cells(row), strict=True))
+            text = (
+                f"{named['task']}: {named['roles']} ({named['inputs']}); FAF set "
+                f"{named['FAF set']}; colour: {named['colour']}; batch folders: "
+                f"{named['batch folders']}; plugin: {named['plugin']}"
+            )
+            console.print(_wrapped(text, console.width), highlight=False)
+    for note in notes:
+        console.print(_wrapped(note, console.width), highlight=False)
+
+
+def _wrapped(text: str, width: int) -> str:
+    return textwrap.fill(
+        text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+    )
+
+
 def tasks(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
     """List the fusion tasks: roles, number of inputs, FAF set, colour policy and plugin."""
-    rows = task_rows(get_catalog())
+    catalog = get_catalog()
+    rows = task_rows(catalog)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="Fusion tasks (fuse <task> --help for details)")
-    for column in ("task", "roles", "inputs", "FAF set", "colour", "batch folders", "plugin"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        plugin = f"{row['plugin']} ({row['package']})"
-        if row["conflict"]:
-            plugin += " [red]conflict[/red]"
-        table.add_row(
-            str(row["task"]),
-            ", ".join(row["roles"]),  # type: ignore[arg-type]
-            str(row["inputs"]),
-            str(row["faf_set"]),
-            str(row["colour"]),
-            ", ".join(row["batch_names"]),  # type: ignore[arg-type]
-            plugin,
-        )
-    Console(width=max(Console().width, 120)).print(table)
+    print_tasks(rows, shared_rules(catalog), Console())
 
 
 def plugins(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):

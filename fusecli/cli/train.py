@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from fusecli.cli.common import options_of
+from fusecli.cli.common import options_of, status
 from fusecli.errors import FuseError
 
 if TYPE_CHECKING:
@@ -19,9 +19,16 @@ if TYPE_CHECKING:
 
 @contextmanager
 def training_bar(enabled: bool) -> Iterator[Callable[[TrainProgress], None]]:
-    """A rich progress bar per stage, with the last loss; yields the trainer's callback."""
-    from rich import progress as rich_progress
+    """A rich progress bar per stage, with the last loss; yields the trainer's callback.
 
+    Drawn on stderr, with the status lines, so that stdout carries only data; and only on a
+    terminal, since elsewhere Rich prints the bar once at the end, or a blank line when the run
+    fails before its first step (log.jsonl holds the losses).
+    """
+    from rich import progress as rich_progress
+    from rich.console import Console
+
+    console = Console(stderr=True)
     bar = rich_progress.Progress(
         rich_progress.TextColumn("[bold]{task.description}"),
         rich_progress.BarColumn(),
@@ -29,7 +36,8 @@ def training_bar(enabled: bool) -> Iterator[Callable[[TrainProgress], None]]:
         rich_progress.TimeElapsedColumn(),
         rich_progress.TimeRemainingColumn(),
         rich_progress.TextColumn("{task.fields[losses]}"),
-        disable=not enabled,
+        console=console,
+        disable=not (enabled and console.is_terminal),
     )
     tasks = {}
 
@@ -102,7 +110,7 @@ def register(app: typer.Typer) -> None:
             from fusecli.train.plot import plot_log
 
             written = plot_log(plot, output or Path("curves.png"))
-            typer.echo(f"wrote {written}")
+            status(ctx, f"wrote {written}")
             return
         if recipe is None:
             raise FuseError("give a recipe file (e.g. recipes/cpu.yaml) or --plot LOG")
@@ -131,7 +139,8 @@ def register(app: typer.Typer) -> None:
                 f"stage {s}: {t:.2f} s/step" for s, t in result.seconds_per_step.items()
             )
             state = "stopped" if result.stopped_early else "finished"
-            typer.echo(
+            status(
+                ctx,
                 f"{state} at stage {result.stage} step {result.step} in {result.run_dir}"
-                + (f" ({timing})" if timing else "")
+                + (f" ({timing})" if timing else ""),
             )

@@ -8,15 +8,17 @@ import pickle
 import re
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from fusecli.cli.common import overwrite_option, status
-from fusecli.engine import from_authors_state_dict, read_weights_metadata, save_weights
 from fusecli.errors import WeightsError
+
+if TYPE_CHECKING:  # the engine (and torch) load only when a subcommand runs, not for --help
+    import torch
 
 # Header keys shown as the training summary, in this order, when a weights file has them.
 SUMMARY_KEYS = ("stage", "step", "val_loss", "trained_on", "training", "source", "note")
@@ -58,6 +60,8 @@ def describe_weights(path: Path) -> dict[str, object]:
     Raises:
         WeightsError: not a fusecli weights file.
     """
+    from fusecli.engine import read_weights_metadata
+
     metadata = read_weights_metadata(path)
     summary = {key: metadata[key] for key in SUMMARY_KEYS if key in metadata}
     recipe = metadata.get("recipe")
@@ -106,6 +110,8 @@ def load_authors_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         WeightsError: the file holds code or other objects, is not a checkpoint, or holds no
             state dict.
     """
+    import torch
+
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -176,6 +182,8 @@ def weights_convert(
         raise WeightsError(f"{output}: the output must end in .safetensors")
     if output.exists() and not overwrite:
         raise WeightsError(f"{output} already exists; pass --overwrite to replace it")
+    from fusecli.engine import from_authors_state_dict, save_weights
+
     net = from_authors_state_dict(load_authors_checkpoint(checkpoint))
     metadata = {
         "source": f"converted from {checkpoint.name}",

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -27,9 +26,11 @@ from fusecli.engine.config import ModelConfig
 from fusecli.engine.model import PSLPT
 from fusecli.errors import WeightsError
 
+# Re-exported: the lookup lives beside the files, where it needs no torch.
+from fusecli.weights import DEFAULT_WEIGHTS_NAME, shipped_weights_path  # noqa: F401
+
 FORMAT = "fusecli-pslpt/1"
 RESERVED_KEYS = ("format", "architecture", "fusecli_version", "tensors_sha256")
-DEFAULT_WEIGHTS_NAME = "pslpt-general"
 
 
 def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -140,23 +141,6 @@ def load_weights(path: str | os.PathLike, *, map_location: str | torch.device = 
     net.load_state_dict(tensors)
     net.weights_metadata = metadata
     return net.to(map_location).eval()
-
-
-def shipped_weights_path(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
-    """Path of weights shipped with the package (``weights/<name>.safetensors``).
-
-    Raises:
-        WeightsError: no such weights are installed.
-    """
-    candidate = Path(str(resources.files("fusecli.weights").joinpath(f"{name}.safetensors")))
-    if not candidate.is_file():
-        available = sorted(p.stem for p in candidate.parent.glob("*.safetensors"))
-        raise WeightsError(
-            f"no shipped weights named {name!r} (installed: {', '.join(available) or 'none'})",
-            remedy="use a weights file of your own",
-            hint="weights",
-        )
-    return candidate
 
 
 def _existing_file(path: str | os.PathLike) -> Path:

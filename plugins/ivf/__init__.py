@@ -1,14 +1,25 @@
 """Infrared-visible fusion (IVF): a built-in fusecli task plugin, registered like any other."""
 
-import torch
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from fusecli.color import ColorPolicy, luminance
-from fusecli.filters import gaussian_blur
 from fusecli.hookspecs import InputRole, TaskSpec, hookimpl
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where the demo inputs are made: the plugin is imported by `fuse --help`
+# and shell completion too, which must not wait seconds for torch.
 
 
 def demo_inputs(scene: torch.Tensor) -> list[torch.Tensor]:
     """Thermal image (warm objects bright) and a dim, noisy night-time visible image."""
+    import torch
+
+    from fusecli.filters import gaussian_blur
+
     _, _, height, width = scene.shape
     y = torch.linspace(0, 1, height).view(-1, 1)
     x = torch.linspace(0, 1, width).view(1, -1)

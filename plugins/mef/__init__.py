@@ -1,9 +1,17 @@
 """Multi-exposure fusion (MEF): a built-in fusecli task plugin, registered like any other."""
 
-import torch
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from fusecli.color import ColorPolicy
 from fusecli.hookspecs import InputRole, TaskSpec, hookimpl
+
+if TYPE_CHECKING:
+    import torch
+
+# torch only for the annotations: the plugin is imported by `fuse --help` and shell completion
+# too, which must not wait seconds for torch.
 
 # Display values are about linear light to the power 1 / 2.2.
 _GAMMA = 2.2

@@ -1,14 +1,25 @@
 """Multi-focus fusion (MFF): a built-in fusecli task plugin, registered like any other."""
 
-import torch
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from fusecli.color import ColorPolicy
-from fusecli.filters import gaussian_blur
 from fusecli.hookspecs import InputRole, TaskSpec, hookimpl
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where the demo inputs are made: the plugin is imported by `fuse --help`
+# and shell completion too, which must not wait seconds for torch.
 
 
 def demo_inputs(scene: torch.Tensor) -> list[torch.Tensor]:
     """Near focus (right half blurred) and far focus (left half blurred), smooth boundary."""
+    import torch
+
+    from fusecli.filters import gaussian_blur
+
     width = scene.shape[-1]
     sigma = max(width / 160, 1.5)
     blurred = gaussian_blur(scene, sigma, radius=round(3 * sigma))

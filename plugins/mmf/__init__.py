@@ -1,21 +1,33 @@
 """Medical multi-modal fusion (MMF): a built-in fusecli task plugin, registered like any other."""
 
-import torch
-import torch.nn.functional as F
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from fusecli.color import ColorPolicy, luminance
-from fusecli.filters import gaussian_blur
 from fusecli.hookspecs import InputRole, TaskSpec, hookimpl
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where the demo inputs are made: the plugin is imported by `fuse --help`
+# and shell completion too, which must not wait seconds for torch.
 
 
 def _hot(values: torch.Tensor) -> torch.Tensor:
     """'hot' pseudo-colour map: black, red, yellow, white. (1, 1, H, W) -> (1, 3, H, W)."""
+    import torch
+
     v = values.clamp(0, 1)
     return torch.cat([(v * 3).clamp(0, 1), (v * 3 - 1).clamp(0, 1), (v * 3 - 2).clamp(0, 1)], 1)
 
 
 def demo_inputs(scene: torch.Tensor) -> list[torch.Tensor]:
     """Sharp grayscale structure (MRI-like) and a coarse hot-coloured activity map (PET-like)."""
+    import torch.nn.functional as F
+
+    from fusecli.filters import gaussian_blur
+
     grey = luminance(scene)
     edges = (grey - gaussian_blur(grey, 2.0, radius=6)).abs() * 4
     anatomical = (0.6 * grey + edges).clamp(0, 1)

@@ -154,3 +154,16 @@ def test_awkward_but_valid_sources_fuse_without_nan(tmp_path, weights, case, fir
     assert bool(fused.pixels.isfinite().all())
     if case == "8 and 16 bit":
         assert fused.bit_depth == 16
+
+
+def test_a_misnamed_jpeg_is_fused_with_one_note_naming_it(tmp_path: Path) -> None:
+    misnamed = tmp_path / "near.png"
+    Image.fromarray(np.full((16, 16), 90, np.uint8)).save(misnamed, format="JPEG")
+    far = _grey(tmp_path / "far.png", size=(16, 16))
+    out = tmp_path / "out.png"
+    args = ["mff", str(misnamed), str(far), "-o", str(out), "--method", "average"]
+    result = runner.invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert notes == [f"note: {misnamed} is a JPEG file with a .png name; read as JPEG"]
+    assert out.is_file()

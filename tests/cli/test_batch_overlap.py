@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fusecli import pipeline
 from fusecli.cli import batch
 from fusecli.cli.batch import Job, run_overlapped
 from fusecli.errors import FuseError
@@ -26,8 +27,8 @@ class Stages:
         self.threads: dict[str, set[str]] = {"read": set(), "fuse": set(), "write": set()}
         self.fail = fail or {}
         self.started = {i: threading.Event() for i in range(10)}
-        monkeypatch.setattr(batch, "fuse_job", self.fuse)
-        monkeypatch.setattr(batch, "write_job", self.write)
+        monkeypatch.setattr(pipeline, "fuse_job", self.fuse)
+        monkeypatch.setattr(pipeline, "write_job", self.write)
 
     def _step(self, stage: str, index: int) -> None:
         self.log.append((stage, index))
@@ -105,7 +106,7 @@ def test_ctrl_c_stops_reading_and_fusing_but_writes_what_was_fused(monkeypatch) 
             raise KeyboardInterrupt
         return fuse(index)
 
-    monkeypatch.setattr(batch, "fuse_job", interrupted)
+    monkeypatch.setattr(pipeline, "fuse_job", interrupted)
     results: list = []
     before = threading.active_count()
     with pytest.raises(KeyboardInterrupt):

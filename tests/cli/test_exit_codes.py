@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from fusecli.cli import fuse as fuse_command
+from fusecli import pipeline
 from fusecli.cli.main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, build_app
+from fusecli.plugins import get_catalog
 
 runner = CliRunner()
 
@@ -65,10 +66,23 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch) -> None:
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fuse_command, "fuse_files", interrupted)
+    monkeypatch.setattr(pipeline, "fuse_files", interrupted)
     a = _image(tmp_path / "a.png")
     result = runner.invoke(build_app(), ["ivf", str(a), str(a), "-o", str(tmp_path / "o.png")])
     assert result.exit_code == EXIT_INTERRUPTED
     assert _error_lines(result.output) == [
         "error: interrupted; finished outputs are kept, none is half-written"
     ]
+
+
+def test_a_task_of_a_disabled_plugin_names_the_plugin(monkeypatch) -> None:
+    monkeypatch.setenv("FUSECLI_DISABLE_PLUGINS", "mef")
+    get_catalog.cache_clear()
+    try:
+        result = runner.invoke(build_app(), ["mef", "a.png", "b.png", "-o", "c.png"])
+    finally:
+        get_catalog.cache_clear()  # the next test loads the catalog without the variable
+    lines = _error_lines(result.output)
+    assert result.exit_code == EXIT_USAGE and len(lines) == 1
+    assert lines[0].startswith("error: task mef is provided by plugin mef (fusecli ")
+    assert "disabled by FUSECLI_DISABLE_PLUGINS" in lines[0]

@@ -1,7 +1,8 @@
-"""`fuse --version` answers without importing torch or numpy (issue 19: well under 0.5 s)."""
+"""`fuse --version`, `--help` and shell completion answer without importing torch (issue 19)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -38,3 +39,37 @@ def test_version_imports_neither_torch_nor_numpy(flag: str) -> None:
 def test_version_after_root_options_still_answers() -> None:
     result = CliRunner().invoke(build_app(), ["--debug", "-V"])
     assert result.exit_code == 0 and result.stdout.strip() == f"fusecli {__version__}"
+
+
+def test_help_and_completion_do_not_import_torch() -> None:
+    # Counted in modules, not seconds, so that a slow or busy machine cannot fail it. One
+    # interpreter runs them all: each answer must leave torch unloaded.
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from fusecli.cli.main import main
+        for args in (["--help"], ["mff", "--help"], ["batch", "--help"], ["eval", "--help"]):
+            try:
+                main(args)
+            except SystemExit as exc:
+                assert exc.code in (0, None), (args, exc.code)
+            assert "torch" not in sys.modules, args
+        os.environ.update(_FUSE_COMPLETE="complete_bash", COMP_WORDS="fuse m", COMP_CWORD="1")
+        try:
+            main([])
+        except SystemExit as exc:
+            assert exc.code in (0, None), ("completion", exc.code)
+        assert "torch" not in sys.modules, "completion"
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "COLUMNS": "80"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage: fuse mff [OPTIONS] FOCUS_PLANE..." in result.stdout
+    assert result.stdout.endswith("mef\nmff\nmmf\nmethods\n")  # the completions of `fuse m`

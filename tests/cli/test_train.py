@@ -31,11 +31,11 @@ def test_train_runs_both_stages_then_resume_and_plot(tmp_path):
     common = [str(SMOKE), "-o", str(run), "--set", f"data.root={DATA.resolve()}"]
     result = _run(*common, "--max-steps", "3")
     assert result.exit_code == 0, result.output
-    assert f"stopped at stage 1 step 3 in {run}" in result.stdout
+    assert f"stopped at stage 1 step 3 in {run}" in result.stderr and result.stdout == ""
     # The run's own recipe.yaml (data root made absolute) resumes it from anywhere.
     result = _run(str(run / "recipe.yaml"), "-o", str(run), "--resume")
     assert result.exit_code == 0, result.output
-    assert "finished at stage 2 step 2" in result.stdout
+    assert "finished at stage 2 step 2" in result.stderr
     assert (run / "stage2_best.safetensors").is_file()
 
     png = tmp_path / "curves.png"
@@ -79,3 +79,17 @@ def test_plot_rejects_a_file_that_is_not_a_log(tmp_path):
     )
     result = _run("--plot", str(log), "-o", str(tmp_path / "c.png"))
     assert result.exit_code == 1 and "line 2 is not JSON" in result.stderr
+
+
+def test_status_lines_go_to_stderr(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps({"kind": "train", "stage": 1, "step": s, "loss": 1 / s}) + "\n"
+            for s in (1, 2, 3)
+        )
+    )
+    png = tmp_path / "c.png"
+    result = _run("--plot", str(log), "-o", str(png))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and result.stderr == f"wrote {png}\n"

@@ -1,0 +1,77 @@
+"""`fuse <task> - b.png -o - --ext png`: a source from stdin, the result on stdout (issue 19).
+
+The fusion runs with --method average on 16x16 images, so no network is opened.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fusecli.cli.main import EXIT_USAGE, build_app
+from tests.conftest import REPO_ROOT
+
+runner = CliRunner()
+
+
+def _png(path: Path, level: int) -> Path:
+    Image.fromarray(np.full((16, 16), level, np.uint8)).save(path)
+    return path
+
+
+def test_a_pipe_in_and_a_pipe_out_carry_only_the_image(tmp_path: Path) -> None:
+    near = _png(tmp_path / "near.png", 100)
+    far = _png(tmp_path / "far.png", 200)
+    command = [sys.executable, "-m", "fusecli", "mff", "-", str(far), "-o", "-", "--ext", "jpg"]
+    command += ["--method", "average"]
+    result = subprocess.run(
+        command, input=near.read_bytes(), capture_output=True, cwd=REPO_ROOT, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.startswith(b"\xff\xd8\xff")  # a JPEG and nothing else
+    with Image.open(io.BytesIO(result.stdout)) as image:
+        assert image.size == (16, 16) and abs(np.asarray(image).mean() - 150) <= 1
+    assert result.stderr.decode().startswith("wrote <stdout> (16x16, grey, 8-bit)")
+
+
+@pytest.mark.parametrize(
+    ("extra", "stdin", "named"),
+    [
+        (["-o", "-"], b"", "--ext"),  # -o - needs --ext
+        (["-o", "{tmp}/o.png", "--ext", "png"], b"", "--ext"),  # --ext only with -o -
+        (["-o", "-", "--ext", "png", "--json"], b"", "--json"),  # stdout is the image's
+        (["-", "-o", "{tmp}/o.png"], b"", "standard input"),  # one - at most
+    ],
+)
+def test_stream_misuse_is_a_usage_error(tmp_path: Path, extra, stdin, named) -> None:
+    _png(tmp_path / "a.png", 10)
+    args = ["mff", "-", str(tmp_path / "a.png"), *(a.format(tmp=tmp_path) for a in extra)]
+    result = runner.invoke(build_app(), args, input=stdin)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == EXIT_USAGE
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0]
+
+
+def test_stdin_that_holds_no_image_is_one_error(tmp_path: Path) -> None:
+    a = _png(tmp_path / "a.png", 10)
+    out = tmp_path / "o.png"
+    result = runner.invoke(
+        build_app(), ["mff", "-", str(a), "-o", str(out), "--method", "average"], input=b"hello"
+    )
+    assert result.exit_code == 1 and not out.exists()
+    assert result.stderr == (
+        "error: standard input (-) holds no PNG, JPEG, TIFF or BMP image; "
+        "pipe an image file into it\n"
+    )
+
+
+def test_help_names_the_stream_options() -> None:
+    text = runner.invoke(build_app(), ["mff", "--help"], terminal_width=80).stdout
+    assert "--ext png|jpg|tif|bmp" in text and "- reads one of them from" in text
