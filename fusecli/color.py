@@ -147,6 +147,73 @@ def restore_color(
     return ycbcr_to_rgb(torch.cat([fused_y, chroma.to(fused_y.dtype)], dim=1))
 
 
+class ChromaAccumulator:
+    """The chroma :func:`restore_color` takes from a policy's sources, given one at a time.
+
+    For a long stack only running sums are held (5 planes for ``chroma_weighted``, the chosen
+    source's 2 for ``chroma_from``), not every source's chroma; the result equals
+    :func:`saturation_weighted_chroma` of all colour sources up to float32 rounding.
+
+    Args:
+        policy: where the chroma comes from.
+        count: how many sources the fusion has.
+    """
+
+    def __init__(self, policy: ColorPolicy, count: int) -> None:
+        if policy.mode == "chroma_from" and policy.source >= count:
+            raise ValueError(f"policy takes colour from source {policy.source}, got {count}")
+        self.policy = policy
+        self._chosen: torch.Tensor | None = None
+        self._weighted_sum: torch.Tensor | None = None  # sum of chroma * weight, (B, 2, H, W)
+        self._weight_sum: torch.Tensor | None = None  # (B, 1, H, W)
+        self._plain_sum: torch.Tensor | None = None  # for pixels grey in every source
+        self._coloured = 0
+
+    def add(self, index: int, source: torch.Tensor) -> None:
+        """Take in source ``index``: (B, 1, H, W) grey (ignored) or (B, 3, H, W) RGB."""
+        if source.shape[1] == 1:
+            return
+        if self.policy.mode == "chroma_from":
+            if index == self.policy.source:
+                # A copy: the slice would keep the whole YCbCr image alive.
+                self._chosen = rgb_to_ycbcr(source)[:, 1:].clone()
+            return
+        chroma = rgb_to_ycbcr(source)[:, 1:]
+        weight = _saturation(chroma)
+        if self._weighted_sum is None:
+            self._weighted_sum, self._weight_sum = chroma * weight, weight
+            self._plain_sum = chroma.clone()
+        else:
+            assert self._weight_sum is not None and self._plain_sum is not None
+            self._weighted_sum += chroma * weight
+            self._weight_sum += weight
+            self._plain_sum = self._plain_sum + chroma
+        self._coloured += 1
+
+    def chroma(self) -> torch.Tensor | None:
+        """(B, 2, H, W) Cb/Cr, or None when no source the policy uses has colour."""
+        if self.policy.mode == "chroma_from":
+            return self._chosen
+        if self._weighted_sum is None:
+            return None
+        assert self._weight_sum is not None and self._plain_sum is not None
+        total = self._weight_sum
+        weighted = self._weighted_sum / total.clamp_min(_NEUTRAL_EPS)
+        return torch.where(total > _NEUTRAL_EPS, weighted, self._plain_sum / self._coloured)
+
+
+def apply_chroma(fused_y: torch.Tensor, chroma: torch.Tensor | None) -> torch.Tensor:
+    """(B, 3, H, W) RGB of a fused luminance and (B, 2, H, W) chroma; ``fused_y`` if None."""
+    if chroma is None:
+        return fused_y
+    return ycbcr_to_rgb(torch.cat([fused_y, chroma.to(fused_y.dtype)], dim=1))
+
+
+def _saturation(chroma: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) distance of (B, 2, H, W) chroma from neutral grey: |Cb - 0.5| + |Cr - 0.5|."""
+    return (chroma - _CHROMA_OFFSET).abs().sum(dim=1, keepdim=True)
+
+
 def saturation_weighted_chroma(chromas: Sequence[torch.Tensor]) -> torch.Tensor:
     """Per-pixel average of chroma planes weighted by their distance from neutral grey.
 

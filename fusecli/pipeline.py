@@ -6,10 +6,11 @@ the task itself is a :class:`~fusecli.hookspecs.TaskSpec` from the plugin catalo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,26 +18,51 @@ import torch
 import torch.nn.functional as F
 
 from fusecli.align import AlignedFrames, FrameMotion, align_frames
-from fusecli.color import luminance, restore_color
+from fusecli.color import ChromaAccumulator, apply_chroma, luminance, restore_color
 from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
 from fusecli.engine.precision import resolve_precision
 from fusecli.errors import FuseError, WeightsError
+from fusecli.frame_store import LuminanceStore
 from fusecli.hookspecs import MethodInput, MethodSpec, TaskSpec
 from fusecli.io import (
     LoadedImage,
     check_encoding,
     check_writable,
-    output_bit_depth,
     read_image,
     same_file,
     write_image,
 )
+from fusecli.metadata import ImageMetadata
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done_tiles, total_tiles)`` after each tile."""
 
 SOURCE_MAP_FORMATS = frozenset({".png", ".tif", ".tiff", ".bmp"})
 """Lossless formats a source map may be written in: JPEG would blur the source indices."""
+
+STACK_MEMORY_BYTES = 256 * 1024**2
+"""A job whose network inputs (float32 luminance, all frames) take more than this keeps them
+in a temporary file while it is fused (see :mod:`fusecli.frame_store`): 30 frames of 2 MP are
+240 MB, of 12 MP 1.4 GB. Smaller ones, pairs up to 30 MP included, stay in memory. The
+environment variable FUSECLI_STACK_MEMORY_MB overrides it (0: always a file)."""
+
+
+def stack_memory_limit() -> int:
+    """Bytes of network inputs a job keeps in memory: FUSECLI_STACK_MEMORY_MB, else
+    :data:`STACK_MEMORY_BYTES`.
+
+    Raises:
+        FuseError: the variable is set but not a number.
+    """
+    configured = os.environ.get("FUSECLI_STACK_MEMORY_MB", "").strip()
+    if not configured:
+        return STACK_MEMORY_BYTES
+    try:
+        return int(float(configured) * 1024**2)
+    except ValueError:
+        raise FuseError(
+            f"FUSECLI_STACK_MEMORY_MB={configured!r} is not a number; set it to megabytes"
+        ) from None
 
 
 def resolve_weights(spec: TaskSpec, override: str | os.PathLike | None = None) -> Path:
@@ -103,18 +129,19 @@ def network_inputs(spec: TaskSpec, sources: Sequence[torch.Tensor]) -> list[torc
     Returns:
         (1, 1, H, W) tensors in [0, 1], one per source.
     """
-    prepared = []
-    for index, source in enumerate(sources):
-        step = spec.role_of(index).preprocessing
-        if source.shape[1] == 1:
-            prepared.append(source)
-        elif step == "luminance":
-            prepared.append(luminance(source))
-        elif step == "channel_mean":
-            prepared.append(source.mean(dim=1, keepdim=True))
-        else:  # TaskSpec validation makes this unreachable
-            raise AssertionError(f"unknown preprocessing {step!r}")
-    return prepared
+    return [network_input(spec, index, source) for index, source in enumerate(sources)]
+
+
+def network_input(spec: TaskSpec, index: int, source: torch.Tensor) -> torch.Tensor:
+    """:func:`network_inputs` of source ``index`` alone: (1, C, H, W) -> (1, 1, H, W)."""
+    step = spec.role_of(index).preprocessing
+    if source.shape[1] == 1:
+        return source
+    if step == "luminance":
+        return luminance(source)
+    if step == "channel_mean":
+        return source.mean(dim=1, keepdim=True)
+    raise AssertionError(f"unknown preprocessing {step!r}")  # TaskSpec validation prevents it
 
 
 def check_input_count(spec: TaskSpec, count: int) -> None:
@@ -145,23 +172,39 @@ def match_sizes(
         FuseError: sizes differ and ``resize`` is False.
     """
     height, width = sources[0].shape[-2:]
-    matched = [sources[0]]
-    for source, name in zip(sources[1:], names[1:], strict=True):
-        if source.shape[-2:] == (height, width):
-            matched.append(source)
-            continue
-        if not resize:
-            raise FuseError(
-                f"{name} is {source.shape[-1]}x{source.shape[-2]} but {names[0]} is "
-                f"{width}x{height}",
-                remedy="register the images to one size or fuse with resize=True",
-                hint="resize",
-            )
-        resized = F.interpolate(
-            source, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    return [sources[0]] + [
+        match_size(source, name, (height, width), names[0], resize=resize)
+        for source, name in zip(sources[1:], names[1:], strict=True)
+    ]
+
+
+def match_size(
+    source: torch.Tensor,
+    name: str,
+    size: tuple[int, int],
+    first_name: str,
+    *,
+    resize: bool,
+) -> torch.Tensor:
+    """:func:`match_sizes` for one source: ``source`` at ``size`` (height, width), the size of
+    the first source ``first_name``.
+
+    Raises:
+        FuseError: sizes differ and ``resize`` is False.
+    """
+    height, width = size
+    if source.shape[-2:] == (height, width):
+        return source
+    if not resize:
+        raise FuseError(
+            f"{name} is {source.shape[-1]}x{source.shape[-2]} but {first_name} is {width}x{height}",
+            remedy="register the images to one size or fuse with resize=True",
+            hint="resize",
         )
-        matched.append(resized.clamp(0.0, 1.0))
-    return matched
+    resized = F.interpolate(
+        source, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized.clamp(0.0, 1.0)
 
 
 def fuse_sources(
@@ -306,6 +349,34 @@ def fuse_with_method(
     check_input_count(spec, len(sources))
     check_method(method, spec, len(sources))
     luma = tuple(image.cpu() for image in network_inputs(spec, sources))
+    fused_y = _method_luminance(
+        method,
+        spec,
+        luma,
+        weights=weights,
+        device=device,
+        tile_size=tile_size,
+        progress=progress,
+    )
+    fused = restore_color(fused_y, [s.cpu() for s in sources], spec.color)
+    return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0)
+
+
+def _method_luminance(
+    method: MethodSpec,
+    spec: TaskSpec,
+    luma: tuple[torch.Tensor, ...],
+    *,
+    weights: str | os.PathLike | None,
+    device: torch.device | str,
+    tile_size: int | None,
+    progress: Progress | None,
+) -> torch.Tensor:
+    """A method's fused luminance of (1, 1, H, W) CPU network inputs, checked, as their dtype.
+
+    Raises:
+        FuseError: the method returned an image of the wrong shape.
+    """
     request = MethodInput(
         images=luma,
         task=spec,
@@ -321,8 +392,7 @@ def fuse_with_method(
         raise FuseError(
             f"fusion method {method.name!r} returned {got}, expected a tensor of shape {expected}"
         )
-    fused = restore_color(fused_y.to(luma[0].dtype), [s.cpu() for s in sources], spec.color)
-    return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0)
+    return fused_y.to(luma[0].dtype)
 
 
 def check_method(method: MethodSpec, spec: TaskSpec, count: int) -> None:
@@ -378,9 +448,35 @@ def reference_index(spec: TaskSpec, count: int) -> int:
     return count // 2
 
 
-def depth_notes(images: Sequence[LoadedImage], output: Path, stored: int) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class SourceFile:
+    """What writing an output needs of a source once its pixels are gone.
+
+    Attributes:
+        path: the file.
+        bit_depth: 8 or 16 for integer files, 32 for floating-point TIFF.
+        metadata: its EXIF and ICC profile.
+    """
+
+    path: Path
+    bit_depth: int
+    metadata: ImageMetadata
+
+    @classmethod
+    def of(cls, image: LoadedImage) -> SourceFile:
+        return cls(image.path, image.bit_depth, image.metadata)
+
+
+def deepest_bit_depth(sources: Sequence[SourceFile | LoadedImage]) -> int:
+    """Bit depth a fused result keeps: the deepest source's (8, 16, or 32 for float TIFF)."""
+    return max(source.bit_depth for source in sources)
+
+
+def depth_notes(
+    images: Sequence[SourceFile | LoadedImage], output: Path, stored: int
+) -> tuple[str, ...]:
     """A note when the output format holds less than the deepest source."""
-    deepest = output_bit_depth(images)
+    deepest = deepest_bit_depth(images)
     if stored >= deepest:
         return ()
     held = "32-bit float" if deepest == 32 else f"{deepest}-bit"
@@ -527,12 +623,20 @@ class FusionJob:
     (reading the next pair while the network fuses this one); :func:`fuse_files` runs them in
     turn. The fields after ``start`` are filled by :func:`read_job`.
 
+    A read job holds no source as a colour image: only each frame's network input (in a
+    :class:`~fusecli.frame_store.LuminanceStore`, on disk for a large stack) and the chroma
+    the colour policy combined, so its memory does not grow with the number of frames.
+
     Attributes:
         spec, paths, output, settings: what :func:`fuse_files` was given (settings are its
             keyword arguments after ``output``, precision resolved, ``source_map`` a Path or
             None).
         net, weights_path: the network and its weights file (None for another method).
         start: when the job was prepared (``perf_counter``), for :attr:`FusedFile.seconds`.
+        sources_read: each source's path, bit depth and metadata, in role order.
+        frames: the network inputs, (1, 1, H, W) each; released by :func:`fuse_job`.
+        chroma: (1, 2, H, W) Cb/Cr per the colour policy, or None for a grey result.
+        aligned: the alignment's motions and crop (its frames are not kept).
         source_indices: filled by :func:`fuse_job` when a source map was asked for.
     """
 
@@ -543,8 +647,9 @@ class FusionJob:
     net: PSLPT | None
     weights_path: Path | None
     start: float
-    images: list[LoadedImage] = field(default_factory=list)
-    pixels: list[torch.Tensor] = field(default_factory=list)
+    sources_read: list[SourceFile] = field(default_factory=list)
+    frames: LuminanceStore | None = None
+    chroma: torch.Tensor | None = None
     aligned: AlignedFrames | None = None
     source_indices: torch.Tensor | None = None
 
@@ -590,59 +695,110 @@ def prepare_job(
 
 
 def read_job(job: FusionJob) -> None:
-    """Read (and align) a job's sources.
+    """Read (and align) a job's sources, one at a time, into its network inputs and chroma.
+
+    Without alignment only one source is decoded at a time; alignment registers all frames
+    together, so it holds them all while it runs.
 
     Raises:
         FuseError: unreadable sources, sizes that differ without ``resize``, a frame that
             cannot be registered.
     """
+    count = len(job.paths)
+    colour = ChromaAccumulator(job.spec.color, count)
+    job.sources_read, job.frames = [], None
+    for index, (source, pixels) in enumerate(_read_sources(job)):
+        job.sources_read.append(source)
+        colour.add(index, pixels)
+        network_luma = network_input(job.spec, index, pixels)
+        if job.frames is None:
+            height, width = network_luma.shape[-2:]
+            spill = count * height * width * 4 > stack_memory_limit()
+            job.frames = LuminanceStore(count, height, width, spill=spill)
+        job.frames.append(network_luma)
+    job.chroma = colour.chroma()
+
+
+def _read_sources(job: FusionJob) -> Iterator[tuple[SourceFile, torch.Tensor]]:
+    """Each source and its (1, C, H, W) pixels at the first source's size, aligned if asked."""
     settings = job.settings
-    job.images = [read_image(path) for path in job.paths]
-    names = [str(p) for p in job.paths]
-    job.pixels = match_sizes([i.pixels for i in job.images], names, resize=settings["resize"])
     if settings["align"]:
-        job.aligned = align_sources(
-            job.spec, job.pixels, job.paths, model=settings["align_model"], crop=settings["crop"]
+        images = [read_image(path) for path in job.paths]
+        pixels = match_sizes(
+            [i.pixels for i in images], [str(p) for p in job.paths], resize=settings["resize"]
         )
-        job.pixels = job.aligned.frames
+        aligned = align_sources(
+            job.spec, pixels, job.paths, model=settings["align_model"], crop=settings["crop"]
+        )
+        del pixels
+        job.aligned = dataclasses.replace(aligned, frames=[])
+        for image, frame in zip(images, aligned.frames, strict=True):
+            yield SourceFile.of(image), frame
+        return
+    size, first_name = None, ""
+    for path in job.paths:
+        image = read_image(path)
+        if size is None:
+            size, first_name = (image.height, image.width), str(path)
+        pixels = match_size(image.pixels, str(path), size, first_name, resize=settings["resize"])
+        yield SourceFile.of(image), pixels
 
 
 def fuse_job(job: FusionJob) -> torch.Tensor:
-    """Fuse a read job's sources: (1, C_out, H, W) float in [0, 1] on the CPU."""
+    """Fuse a read job's sources: (1, C_out, H, W) float in [0, 1] on the CPU.
+
+    The network folds the frames tile by tile, reading each frame's tile when the fold takes
+    it in (see :func:`~fusecli.engine.fuse_tiled`). The job's frames are released afterwards.
+    """
     settings = job.settings
-    if job.net is not None:
-        fused, job.source_indices = _fuse_and_map(
-            job.net,
-            job.spec,
-            job.pixels,
-            settings["tile_size"],
-            settings["progress"],
-            settings["precision"],
-            with_map=settings["source_map"] is not None,
-        )
-        return fused
-    return fuse_with_method(
-        settings["method"],
-        job.spec,
-        job.pixels,
-        weights=settings["weights"],
-        device=settings["device"],
-        tile_size=settings["tile_size"],
-        progress=settings["progress"],
-    )
+    frames = job.frames
+    if frames is None:
+        raise ValueError("fuse_job needs a job read by read_job")
+    try:
+        if job.net is not None:
+            source_map = None
+            if settings["source_map"] is not None:
+                source_map = torch.zeros(frames.shape, dtype=torch.int64)
+            with torch.inference_mode():
+                fused_y = fuse_tiled(
+                    job.net,
+                    frames,
+                    job.spec.faf_set,
+                    tile_size=settings["tile_size"],
+                    progress=settings["progress"],
+                    precision=settings["precision"],
+                    source_map=source_map,
+                )
+            job.source_indices = source_map
+        else:
+            fused_y = _method_luminance(
+                settings["method"],
+                job.spec,
+                tuple(frames.frame(index) for index in range(len(frames))),
+                weights=settings["weights"],
+                device=settings["device"],
+                tile_size=settings["tile_size"],
+                progress=settings["progress"],
+            )
+    finally:
+        frames.close()
+        job.frames = None
+    fused = apply_chroma(fused_y, job.chroma)
+    job.chroma = None
+    return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
 
 
 def write_job(job: FusionJob, fused: torch.Tensor) -> FusedFile:
     """Write a job's fused image atomically, with its metadata; what was written."""
     settings = job.settings
-    images = job.images
+    images = job.sources_read
     bit_depth = settings["bit_depth"]
     reference = images[reference_index(job.spec, len(images))]
     metadata = reference.metadata if settings["keep_metadata"] else None
     written = write_image(
         job.output,
         fused,
-        bit_depth=output_bit_depth(images) if bit_depth is None else bit_depth,
+        bit_depth=deepest_bit_depth(images) if bit_depth is None else bit_depth,
         overwrite=settings["overwrite"],
         metadata=metadata,
         quality=settings["quality"],

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from fusecli.color import (
+    ChromaAccumulator,
     ColorPolicy,
+    apply_chroma,
     luminance,
     restore_color,
     rgb_to_ycbcr,
@@ -126,3 +128,33 @@ def test_policy_descriptions_and_validation() -> None:
         restore_color(
             torch.rand(1, 1, 2, 2), [torch.rand(1, 3, 2, 2)], ColorPolicy("chroma_from", 1)
         )
+
+
+@pytest.mark.parametrize("mode", ["chroma_weighted", "chroma_from"])
+def test_chroma_taken_one_source_at_a_time_equals_restore_color(mode) -> None:
+    generator = torch.Generator().manual_seed(7)
+    sources = [torch.rand(1, 3 if i % 3 else 1, 6, 5, generator=generator) for i in range(10)]
+    sources[1][..., :2, :] = 0.4  # grey in every colour source there: the plain-mean branch
+    for source in sources[2:]:
+        if source.shape[1] == 3:
+            source[..., :2, :] = torch.rand(1, generator=generator)
+    policy = ColorPolicy(mode, source=4)
+    fused_y = torch.rand(1, 1, 6, 5, generator=generator)
+    accumulator = ChromaAccumulator(policy, len(sources))
+    for index, source in enumerate(sources):
+        accumulator.add(index, source)
+    streamed = apply_chroma(fused_y, accumulator.chroma())
+    assert torch.allclose(streamed, restore_color(fused_y, sources, policy), rtol=0, atol=1e-6)
+
+
+def test_accumulated_chroma_of_grey_sources_is_none() -> None:
+    grey, colour = torch.rand(1, 1, 4, 4), torch.rand(1, 3, 4, 4)
+    cases = [("chroma_weighted", 0, [grey, grey]), ("chroma_from", 1, [colour, grey])]
+    for mode, chosen, sources in cases:
+        accumulator = ChromaAccumulator(ColorPolicy(mode, source=chosen), 2)
+        for index, source in enumerate(sources):
+            accumulator.add(index, source)
+        assert accumulator.chroma() is None
+        assert apply_chroma(grey, accumulator.chroma()) is grey
+    with pytest.raises(ValueError, match="takes colour from source 2, got 2"):
+        ChromaAccumulator(ColorPolicy("chroma_from", source=2), 2)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from fusecli import pipeline
-from fusecli.engine import PSLPT, save_weights
+from fusecli.color import restore_color
+from fusecli.engine import PSLPT, fuse_tiled, save_weights
 from fusecli.errors import FuseError, ImageWriteError, WeightsError
 from fusecli.io import read_image, write_image
 from fusecli.plugins import load_catalog
@@ -120,3 +121,72 @@ def test_every_demo_makes_inputs_the_task_takes(name: str) -> None:
         assert source.shape[0] == 1 and source.shape[1] in (1, 3)
         assert source.shape[-2:] == (24, 32)
         assert float(source.min()) >= 0.0 and float(source.max()) <= 1.0
+
+
+def _colour_stack(folder: Path, count: int, size=(48, 40)) -> list[Path]:
+    """8-bit RGB frames, with a band that is grey in every frame (the plain-mean chroma)."""
+    generator = torch.Generator().manual_seed(11)
+    paths = []
+    for index in range(count):
+        frame = torch.rand(1, 3, *size, generator=generator)
+        frame[..., :4, :] = frame[:, :1, :4, :]
+        paths.append(write_image(folder / f"frame{index:02d}.png", frame).path)
+    return paths
+
+
+@pytest.mark.parametrize("tile_size", [None, 32])
+@pytest.mark.parametrize("spill", [False, True])
+def test_a_stack_read_frame_by_frame_fuses_as_one_held_in_memory(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch, tile_size, spill: bool
+) -> None:
+    # The reference is the former way: every frame read as a colour image and held, the
+    # network inputs and chroma made from the full list.
+    spec = CATALOG.get("mff").spec
+    paths = _colour_stack(tmp_path, 10)
+    net, _ = pipeline.open_network(spec, weights)
+    pixels = [read_image(path).pixels for path in paths]
+    luma = pipeline.network_inputs(spec, pixels)
+    reference_map = torch.zeros(luma[0].shape, dtype=torch.int64)
+    with torch.inference_mode():
+        fused_y = fuse_tiled(
+            net, luma, spec.faf_set, tile_size=tile_size, precision="fp32", source_map=reference_map
+        )
+    reference = restore_color(fused_y, pixels, spec.color).clamp(0.0, 1.0)
+    monkeypatch.setenv("FUSECLI_STACK_MEMORY_MB", "0" if spill else "1e6")
+    stores = []
+    monkeypatch.setattr(pipeline, "LuminanceStore", _recording(stores))
+    result = pipeline.fuse_files(
+        spec,
+        paths,
+        tmp_path / "out.tif",
+        weights=weights,
+        tile_size=tile_size,
+        bit_depth=32,
+        precision="fp32",
+        source_map=tmp_path / "map.png",
+    )
+    assert [store.spilled for store in stores] == [spill]
+    streamed = read_image(result.output).pixels
+    assert streamed.shape == reference.shape == (1, 3, 48, 40)
+    assert torch.allclose(streamed, reference, rtol=0, atol=1e-6)
+    levels = torch.round(read_image(tmp_path / "map.png").pixels * 255).long()
+    assert torch.equal(levels, torch.round(reference_map * 255 / 9).long())
+
+
+def _recording(stores: list) -> type:
+    class Recording(pipeline.LuminanceStore):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            stores.append(self)
+
+    return Recording
+
+
+def test_an_unusable_stack_memory_setting_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FUSECLI_STACK_MEMORY_MB", "lots")
+    with pytest.raises(FuseError, match="FUSECLI_STACK_MEMORY_MB='lots' is not a number"):
+        pipeline.stack_memory_limit()
+    monkeypatch.delenv("FUSECLI_STACK_MEMORY_MB")
+    assert pipeline.stack_memory_limit() == pipeline.STACK_MEMORY_BYTES

@@ -8,7 +8,8 @@ Layouts recognised anywhere below FOLDER (task names come from each TaskSpec's b
 * scene folders of 2 or more images each (a stack per folder), for ``--task`` or when a folder
   above is named after the task (``.../mef/sequences/chair/``).
 
-Outputs mirror the input tree under OUTDIR. Existing outputs are skipped unless --overwrite, so
+Outputs mirror the input tree under OUTDIR; with ``--save-map`` each has its source map beside
+it (``x.png`` -> ``x.map.png``). Existing outputs are skipped unless --overwrite, so
 a rerun resumes; every write is atomic, so an interrupt never leaves a partial file. Processes
 sharing OUTDIR (two terminals, a cluster job array) share the work: each claims a pair by
 creating ``.<output name>.claim`` beside its output, exclusively, before fusing it.
@@ -110,9 +111,20 @@ def shard(jobs: Sequence[Job], rank: int, world: int) -> list[Job]:
     return list(jobs[rank::world])
 
 
+MAP_SUFFIX = ".map.png"
+"""What ``--save-map`` puts in place of an output's extension: maps are 8-bit grey PNG, lossless
+whatever the outputs' format."""
+
+
+def source_map_path(output: Path) -> Path:
+    """Where ``--save-map`` writes an output's source map: beside it, ``x.tif`` -> ``x.map.png``."""
+    return output.with_name(output.stem + MAP_SUFFIX)
+
+
 @dataclass(frozen=True)
 class FileOptions:
-    """Per-job settings passed through to ``fuse_files``: alignment, metadata, encoding."""
+    """Per-job settings passed through to ``fuse_files``: alignment, metadata, encoding, and
+    whether to write each output's source map (see :func:`source_map_path`)."""
 
     align: bool = False
     crop: bool = True
@@ -121,6 +133,7 @@ class FileOptions:
     quality: int | None = None
     compression: str | None = None
     precision: str = "auto"
+    save_map: bool = False
 
 
 @dataclass
@@ -238,6 +251,12 @@ def batch(
         "OUTPUT/<method>/. Default: pslpt, straight into OUTPUT.",
     ),
     precision: str = precision_option(),
+    save_map: bool = typer.Option(
+        False,
+        "--save-map",
+        help="Also write beside each output a grey PNG of which source each pixel mostly came "
+        "from (x.png -> x.map.png; source k of n is 255*k/(n-1)). Network only.",
+    ),
 ) -> None:
     """Fuse every pair or stack found in a folder tree; rerun to resume.
 
@@ -272,6 +291,8 @@ def batch(
             f"choose another folder, e.g. -o {folder / 'fused'}"
         )
     plan = _plan_methods(folder, outdir, catalog, task, suffix, methods_text)
+    if save_map:
+        _check_maps_possible(plan.jobs)
     if not plan.jobs and not plan.problems:
         raise FuseError(
             f"{folder} holds no pairs or stacks; see `fuse batch --help` for the layouts"
@@ -291,6 +312,7 @@ def batch(
         quality=quality,
         compression=compression,
         precision=precision,
+        save_map=save_map,
     )
     report_problems(ctx, problems)
     summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files)
@@ -329,6 +351,16 @@ def _plan_methods(
         for job in found.jobs
     ]
     return Plan(jobs=jobs, problems=found.problems, strays=found.strays)
+
+
+def _check_maps_possible(jobs: Sequence[Job]) -> None:
+    """Fail before any work when ``--save-map`` meets a method without a network."""
+    others = sorted({job.method for job in jobs if job.method != DEFAULT_METHOD})
+    if others:
+        raise FuseError(
+            f"--save-map needs the network's fusion weights, which the fusion method "
+            f"{others[0]!r} does not have; drop --save-map or fuse with {DEFAULT_METHOD} only"
+        )
 
 
 def _run(
@@ -405,6 +437,7 @@ def _run(
                 quality=files.quality, compression=files.compression,
                 method=None if method.name == DEFAULT_METHOD else method,
                 precision=files.precision,
+                source_map=source_map_path(job.output) if files.save_map else None,
             )  # fmt: skip
             read_job(fusion)
             return fusion

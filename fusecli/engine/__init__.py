@@ -7,7 +7,7 @@ from fusecli.engine.authors import from_authors_state_dict
 from fusecli.engine.config import ModelConfig
 from fusecli.engine.device import select_device
 from fusecli.engine.model import PSLPT
-from fusecli.engine.tiling import auto_tile_size, fuse_tiled
+from fusecli.engine.tiling import FrameStack, TensorFrames, auto_tile_size, fuse_tiled
 from fusecli.engine.weights import (
     load_weights,
     read_weights_metadata,
@@ -17,7 +17,9 @@ from fusecli.engine.weights import (
 
 __all__ = [
     "PSLPT",
+    "FrameStack",
     "ModelConfig",
+    "TensorFrames",
     "auto_tile_size",
     "from_authors_state_dict",
     "fuse_tiled",

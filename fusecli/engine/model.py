@@ -233,17 +233,23 @@ def _check_sources(sources: Sequence[torch.Tensor], in_channels: int) -> None:
         raise ValueError(f"fusion needs at least 2 sources, got {len(sources)}")
     first = sources[0]
     for i, source in enumerate(sources):
-        if source.dim() != 4 or source.shape[1] != in_channels:
-            raise ValueError(
-                f"source {i} must be (N, {in_channels}, H, W), got {tuple(source.shape)}"
-            )
-        if source.shape != first.shape:
-            raise ValueError(
-                f"all sources must have the same shape: source 0 is {tuple(first.shape)}, "
-                f"source {i} is {tuple(source.shape)}"
-            )
-        if not source.is_floating_point():
-            raise ValueError(f"source {i} must be a float tensor in [0, 1], got {source.dtype}")
+        _check_source(i, source, first.shape, in_channels)
+
+
+def _check_source(
+    index: int, source: torch.Tensor, first_shape: torch.Size, in_channels: int
+) -> None:
+    if source.dim() != 4 or source.shape[1] != in_channels:
+        raise ValueError(
+            f"source {index} must be (N, {in_channels}, H, W), got {tuple(source.shape)}"
+        )
+    if source.shape != first_shape:
+        raise ValueError(
+            f"all sources must have the same shape: source 0 is {tuple(first_shape)}, "
+            f"source {index} is {tuple(source.shape)}"
+        )
+    if not source.is_floating_point():
+        raise ValueError(f"source {index} must be a float tensor in [0, 1], got {source.dtype}")
 
 
 class PSLPT(nn.Module):
@@ -338,7 +344,9 @@ class PSLPT(nn.Module):
         it first enters (:func:`first_slot`). For two sources every order is :meth:`fuse`.
 
         Args:
-            sources: (N, in_channels, H, W) tensors of one shape, floats in [0, 1].
+            sources: (N, in_channels, H, W) tensors of one shape, floats in [0, 1]. Each is
+                indexed once, when the fold needs it, so a sequence that makes a frame only
+                when indexed keeps no more than the fold's pyramids in memory.
             faf_set: FAF set, see :meth:`fuse`.
             clamp: clamp the result to [0, 1].
             order: ``auto``, ``tree`` or ``sequential``.
@@ -378,17 +386,29 @@ class PSLPT(nn.Module):
         order: str,
         with_map: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        _check_sources(sources, self.config.in_channels)
+        # `sources` may produce each frame only when indexed (a long stack read from disk), so
+        # every frame is indexed once, when its leaf is made, and checked then.
         count = len(sources)
+        if count < 2:
+            raise ValueError(f"fusion needs at least 2 sources, got {count}")
         order = resolve_order(order, count)
-        height, width = sources[0].shape[-2:]
+        # Frame 0 gives the shape the others must have; it is held until its leaf is made.
+        unused_first = [sources[0]]
+        first_shape = unused_first[0].shape
+        _check_source(0, unused_first[0], first_shape, self.config.in_channels)
+        height, width = first_shape[-2:]
         multiple = self.config.size_multiple
         fusion = self.faf_set(faf_set)
         # Where the sources sit inside their padding, as pad_to_multiple places them.
         top, left = ((-height) % multiple) // 2, ((-width) % multiple) // 2
 
         def leaf(index: int) -> _Fold:
-            padded = pad_to_multiple(sources[index], multiple)[0]
+            if index == 0 and unused_first:
+                frame = unused_first.pop()
+            else:
+                frame = sources[index]
+                _check_source(index, frame, first_shape, self.config.in_channels)
+            padded = pad_to_multiple(frame, multiple)[0]
             slot = first_slot(index, count, order)
             bands = (self.encoder1 if slot == 1 else self.encoder2)(padded)
             if not with_map:

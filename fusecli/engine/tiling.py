@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -93,9 +94,83 @@ def _ramp(length: int, start: int, tile: int, overlap: int, total: int) -> torch
     return weight
 
 
+@runtime_checkable
+class FrameStack(Protocol):
+    """Frames of one shape that hand out any window of a frame on request.
+
+    What :func:`fuse_tiled` reads a long stack from: only the window of the tile being fused is
+    asked for, one frame at a time as the fold consumes it, so the frames need not be held as
+    full float tensors (e.g. they may sit in a file).
+    """
+
+    @property
+    def shape(self) -> torch.Size:
+        """(N, C, H, W) of every frame."""
+        ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def device(self) -> torch.device:
+        """Where the windows are made, and where a fused result goes back to."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def window(self, index: int, rows: slice, cols: slice) -> torch.Tensor:
+        """(N, C, h, w) rows x cols of frame ``index``; slices with a start and a stop."""
+        ...
+
+
+class TensorFrames:
+    """A sequence of (N, C, H, W) tensors as a :class:`FrameStack` (the shape of the first)."""
+
+    def __init__(self, frames: Sequence[torch.Tensor]) -> None:
+        if len(frames) == 0:
+            raise ValueError("a frame stack needs at least one frame")
+        self._frames = frames
+
+    @property
+    def shape(self) -> torch.Size:
+        return self._frames[0].shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._frames[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._frames[0].device
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def window(self, index: int, rows: slice, cols: slice) -> torch.Tensor:
+        return self._frames[index][..., rows, cols]
+
+
+class _Windows(Sequence[torch.Tensor]):
+    """One window of every frame of a stack, each made on the device when indexed."""
+
+    def __init__(self, frames: FrameStack, rows: slice, cols: slice, device: torch.device) -> None:
+        self._frames, self._rows, self._cols, self._device = frames, rows, cols, device
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"frame {index} of {len(self)}")
+        window = self._frames.window(index % len(self), self._rows, self._cols)
+        return window.to(self._device)
+
+
 def fuse_tiled(
     net: PSLPT,
-    sources: Sequence[torch.Tensor],
+    sources: Sequence[torch.Tensor] | FrameStack,
     faf_set: int = 1,
     *,
     tile_size: int | None = None,
@@ -110,8 +185,10 @@ def fuse_tiled(
 
     Args:
         net: the network, already on its device.
-        sources: two or more (N, 1, H, W) float tensors in [0, 1], on any device; tiles are moved
-            to the network's device one at a time, so the full images may stay on the CPU.
+        sources: two or more (N, 1, H, W) float tensors in [0, 1], on any device, or a
+            :class:`FrameStack` of them. Each frame's tile is made (and moved to the network's
+            device) only when the fold takes it in, so with a stack that reads windows from
+            elsewhere no full frame is held.
         faf_set: FAF set, see :meth:`PSLPT.fuse`.
         tile_size: tile side in pixels (rounded down to a multiple of 16); None picks the largest
             that fits in memory.
@@ -132,17 +209,18 @@ def fuse_tiled(
 
     device = next(net.parameters()).device
     multiple = net.config.size_multiple
-    home = sources[0].device
-    if source_map is not None and (
-        source_map.shape != sources[0].shape or source_map.dtype != torch.int64
-    ):
+    frames = sources if isinstance(sources, FrameStack) else TensorFrames(sources)
+    home, shape = frames.device, frames.shape
+    if source_map is not None and (source_map.shape != shape or source_map.dtype != torch.int64):
         raise ValueError(
-            f"source_map must be int64 of shape {tuple(sources[0].shape)}, "
+            f"source_map must be int64 of shape {tuple(shape)}, "
             f"got {source_map.dtype} {tuple(source_map.shape)}"
         )
     with_map = source_map is not None
 
-    def fuse(tiles: list[torch.Tensor], clamp: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def fuse(
+        tiles: Sequence[torch.Tensor], clamp: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         with precision_context(precision, device):
             if with_map:
                 fused, tile_map = net.fuse_with_map(
@@ -154,9 +232,9 @@ def fuse_tiled(
     if tile_size is None:
         tile_size = auto_tile_size(device, multiple)
     tile_size = max(multiple, tile_size - tile_size % multiple)
-    height, width = sources[0].shape[-2:]
+    height, width = shape[-2:]
     if height <= tile_size and width <= tile_size:
-        fused, whole_map = fuse([s.to(device) for s in sources], clamp)
+        fused, whole_map = fuse(_Windows(frames, slice(0, height), slice(0, width), device), clamp)
         if source_map is not None and whole_map is not None:
             source_map.copy_(whole_map)
         if progress:
@@ -166,7 +244,7 @@ def fuse_tiled(
     overlap = min(overlap, tile_size // 3)
 
     rows, cols = tile_starts(height, tile_size, overlap), tile_starts(width, tile_size, overlap)
-    accumulated = torch.zeros(sources[0].shape, dtype=torch.float64, device=home)
+    accumulated = torch.zeros(shape, dtype=torch.float64, device=home)
     weight_sum = torch.zeros((height, width), dtype=torch.float64, device=home)
     best_weight = None
     if with_map:
@@ -178,7 +256,7 @@ def fuse_tiled(
         for left in cols:
             tile_w = min(tile_size, width)
             window = (slice(top, top + tile_h), slice(left, left + tile_w))
-            tile, tile_map = fuse([s[..., window[0], window[1]].to(device) for s in sources], False)
+            tile, tile_map = fuse(_Windows(frames, *window, device), False)
             col_weight = _ramp(tile_w, left, tile_size, overlap, width)
             weight = (row_weight[:, None] * col_weight[None, :]).to(home)
             accumulated[..., window[0], window[1]] += tile.to(home) * weight
@@ -192,5 +270,5 @@ def fuse_tiled(
             done += 1
             if progress:
                 progress(done, total)
-    fused = (accumulated / weight_sum).to(sources[0].dtype)
+    fused = (accumulated / weight_sum).to(frames.dtype)
     return fused.clamp(0.0, 1.0) if clamp else fused

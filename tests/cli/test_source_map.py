@@ -113,3 +113,26 @@ def test_refused_before_anything_is_written(
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     assert old.read_bytes() == before["old.png"]
+
+
+def test_batch_writes_a_map_beside_each_output(tmp_path: Path) -> None:
+    for scene, count in (("chair", 2), ("table", 3)):
+        (tmp_path / "in" / "mff" / scene).mkdir(parents=True)
+        _random_frames(tmp_path / "in" / "mff" / scene, count, size=(16, 24))
+    out = tmp_path / "out"
+    result = _run("batch", str(tmp_path / "in"), "-o", str(out), "--ext", "tif", "--save-map")
+    assert result.exit_code == 0, result.output
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["mff/chair.map.png", "mff/chair.tif", "mff/table.map.png", "mff/table.tif"]
+    assert set(np.unique(_map_levels(out / "mff" / "chair.map.png"))) <= {0, 255}
+    assert set(np.unique(_map_levels(out / "mff" / "table.map.png"))) <= {0, 128, 255}
+    # A rerun skips the outputs and their maps; another method cannot make a map.
+    again = _run("batch", str(tmp_path / "in"), "-o", str(out), "--ext", "tif", "--save-map")
+    assert again.exit_code == 0 and "0 fused, 2 skipped" in again.stderr
+    other = _run(
+        "batch", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--save-map",
+        "--method", "pslpt,average",
+    )  # fmt: skip
+    assert other.exit_code == 1
+    assert "--save-map needs the network's fusion weights" in other.stderr
+    assert not (tmp_path / "o2").exists()

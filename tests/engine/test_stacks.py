@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pytest
 import torch
 from torch import nn
 
-from fusecli.engine import PSLPT, fuse_tiled
+from fusecli.engine import PSLPT, TensorFrames, fuse_tiled
 from fusecli.engine.model import TREE_MIN_FRAMES, first_slot, fold_tree, resolve_order
 
 ORDERS = ("tree", "sequential")
@@ -162,3 +163,59 @@ def test_tiles_fold_stacks_in_the_order_asked() -> None:
         assert torch.allclose(fuse_tiled(net, frames, tile_size=32, order=order), whole)
     tree, sequential = (fuse_tiled(net, frames, tile_size=32, order=o) for o in ORDERS)
     assert not torch.allclose(tree, sequential)
+
+
+class _LoggedFrames(Sequence[torch.Tensor]):
+    """Frames made only when indexed, each index logged: stands in for a stack on disk."""
+
+    def __init__(self, frames: list[torch.Tensor], log: list[str]) -> None:
+        self.frames, self.log = frames, log
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index):
+        self.log.append(f"frame {index}")
+        return self.frames[index]
+
+
+class _LoggedFaf(_AveragingFaf):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def fuse_with_weight(self, a, b):
+        self.log.append("merge")
+        return super().fuse_with_weight(a, b)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_a_lazy_stack_is_read_once_per_frame_as_the_fold_needs_it(order) -> None:
+    log: list[str] = []
+    frames = list(torch.rand(4, 1, 1, 8, 8, generator=torch.Generator().manual_seed(4)))
+    lazy = _LoggedFrames(frames, log)
+    fused = _stub_net(_LoggedFaf(log)).fuse_many(lazy, order=order)
+    assert torch.equal(fused, _stub_net(_AveragingFaf()).fuse_many(frames, order=order))
+    if order == "tree":
+        expected = ["frame 0", "frame 1", "merge", "frame 2", "frame 3", "merge", "merge"]
+    else:
+        expected = ["frame 0", "frame 1", "merge", "frame 2", "merge", "frame 3", "merge"]
+    assert log == expected
+
+
+def test_tiles_of_a_frame_stack_are_read_window_by_window() -> None:
+    frames = list(torch.rand(5, 1, 1, 40, 56, generator=torch.Generator().manual_seed(5)))
+    windows: list[tuple[int, int, int]] = []
+
+    class Recording(TensorFrames):
+        def window(self, index, rows, cols):
+            windows.append((index, rows.stop - rows.start, cols.stop - cols.start))
+            return super().window(index, rows, cols)
+
+    net = _stub_net(_AveragingFaf())
+    stacked = fuse_tiled(net, Recording(frames), tile_size=32, order="tree")
+    assert torch.equal(stacked, fuse_tiled(net, frames, tile_size=32, order="tree"))
+    assert len(windows) == 6 * 5  # 2 x 3 tiles, each frame read once per tile
+    assert {(h, w) for _, h, w in windows} == {(32, 32)}
+    with pytest.raises(ValueError, match=r"source 3 is \(1, 1, 9, 9\)"):
+        net.fuse_many(_LoggedFrames([*frames[:3], torch.rand(1, 1, 9, 9), frames[4]], []))
