@@ -228,3 +228,47 @@ def test_package_metadata_has_no_deprecated_fields() -> None:
         project = config.read_configuration(REPO_ROOT / "pyproject.toml")["project"]
     assert project["license"] == "MIT"
     assert not [w for w in caught if "Deprecat" in type(w.message).__name__], caught
+
+
+def test_modules_that_import_torch_lazily_import_it_where_they_use_it() -> None:
+    """A module kept free of torch at import (for a fast --help) imports it in each function.
+
+    A function that uses ``torch`` without importing it runs only when that path is taken, so a
+    merge that adds one fails late, as a NameError in the middle of a fusion.
+    """
+    import ast
+
+    def imports_torch(node: ast.AST) -> bool:
+        return any(
+            (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "torch" for a in n.names))
+            or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "torch")
+            for n in ast.walk(node)
+        )
+
+    missing = []
+    for path in sorted(
+        [*(REPO_ROOT / "fusecli").rglob("*.py"), *(REPO_ROOT / "plugins").rglob("*.py")]
+    ):
+        tree = ast.parse(path.read_text())
+        top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        if any(imports_torch(n) for n in top_level):
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            # Annotations are strings (`from __future__ import annotations`): not a use.
+            annotations = {
+                id(n)
+                for statement in node.body
+                for a in ast.walk(statement)
+                if isinstance(a, ast.AnnAssign)
+                for n in ast.walk(a.annotation)
+            }
+            uses = any(
+                isinstance(n, ast.Name) and n.id == "torch" and id(n) not in annotations
+                for statement in node.body
+                for n in ast.walk(statement)
+            )
+            if uses and not any(imports_torch(s) for s in node.body):
+                missing.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name}()")
+    assert missing == []
