@@ -313,12 +313,13 @@ def check_source_map(
         raise FuseError(
             f"the source map {source_map} is also the output; give the map another name"
         )
-    for source in sources:
-        if same_file(source, source_map):
-            raise FuseError(
-                f"the source map {source_map} is also the input {source}; give the map another name"
-            )
-    check_writable(source_map, overwrite=overwrite)
+    _check_target(
+        source_map,
+        sources,
+        overwrite=overwrite,
+        role="the source map",
+        remedy="give the map another name",
+    )
 
 
 def fuse_with_method(
@@ -519,12 +520,32 @@ def check_output(sources: Sequence[Path], output: Path, *, overwrite: bool) -> N
     Raises:
         FuseError: the output names a source, or ImageWriteError from ``check_writable``.
     """
+    _check_target(
+        output, sources, overwrite=overwrite, role="the output", remedy="choose another output name"
+    )
+
+
+def _check_target(
+    target: Path, sources: Sequence[Path], *, overwrite: bool, role: str, remedy: str
+) -> None:
+    """Fail unless ``target`` is none of ``sources`` and can be written.
+
+    The output and the source map are refused on the same grounds; only the words differ.
+
+    Args:
+        target: the file to be written.
+        sources: the input files, which must survive the run.
+        overwrite: replace an existing ``target``.
+        role: how the message names ``target``, e.g. "the output".
+        remedy: what the message tells the user to do when ``target`` is an input.
+
+    Raises:
+        FuseError: ``target`` is an input, or ImageWriteError from ``check_writable``.
+    """
     for source in sources:
-        if same_file(source, output):
-            raise FuseError(
-                f"the output {output} is also the input {source}; choose another output name"
-            )
-    check_writable(output, overwrite=overwrite)
+        if same_file(source, target):
+            raise FuseError(f"{role} {target} is also the input {source}; {remedy}")
+    check_writable(target, overwrite=overwrite)
 
 
 def fuse_files(
