@@ -30,6 +30,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from typing import TypeVar
 
 import pluggy
 
@@ -86,6 +87,39 @@ class RegisteredMethod:
     package: str
 
 
+_Registration = TypeVar("_Registration", RegisteredTask, RegisteredMethod)
+
+
+def _registered(
+    name: str,
+    registrations: dict[str, _Registration],
+    conflicts: dict[str, str],
+    *,
+    kind: str,
+    plural: str,
+    hint: str = "",
+) -> _Registration:
+    """Look ``name`` up in one of the catalog's tables; tasks and methods fail the same way.
+
+    Args:
+        name: the name asked for.
+        registrations: name -> the first registration of that name.
+        conflicts: name -> one line naming every package that registered it.
+        kind: what the message calls one entry, e.g. "task".
+        plural: what the message calls the known names, e.g. "tasks".
+        hint: the setting the fix involves (see FuseError), or "".
+
+    Raises:
+        PluginError: no such name, or two packages registered it.
+    """
+    if name in conflicts:
+        raise PluginError(conflicts[name])
+    if name not in registrations:
+        known = ", ".join(sorted(registrations)) or "none"
+        raise PluginError(f"no {kind} named {name!r} is installed ({plural}: {known})", hint=hint)
+    return registrations[name]
+
+
 @dataclass
 class TaskCatalog:
     """Every task that loaded, the plugins behind them and the problems met on the way.
@@ -112,12 +146,7 @@ class TaskCatalog:
         Raises:
             PluginError: no such task, or two packages registered it.
         """
-        if name in self.conflicts:
-            raise PluginError(self.conflicts[name])
-        if name not in self.tasks:
-            known = ", ".join(sorted(self.tasks)) or "none"
-            raise PluginError(f"no task named {name!r} is installed (tasks: {known})")
-        return self.tasks[name]
+        return _registered(name, self.tasks, self.conflicts, kind="task", plural="tasks")
 
     def get_method(self, name: str) -> RegisteredMethod:
         """Return the fusion method called ``name``.
@@ -125,14 +154,14 @@ class TaskCatalog:
         Raises:
             PluginError: no such method, or two packages registered it.
         """
-        if name in self.method_conflicts:
-            raise PluginError(self.method_conflicts[name])
-        if name not in self.methods:
-            known = ", ".join(sorted(self.methods)) or "none"
-            raise PluginError(
-                f"no fusion method named {name!r} is installed (methods: {known})", hint="method"
-            )
-        return self.methods[name]
+        return _registered(
+            name,
+            self.methods,
+            self.method_conflicts,
+            kind="fusion method",
+            plural="methods",
+            hint="method",
+        )
 
 
 class _PluginRegistrar:
