@@ -71,7 +71,13 @@ def edge_transfer_quality(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
 
 
 def _kumar_edges(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kumar's `sobel_fn`: Sobel/8 with mirrored borders -> (strength, angle)."""
+    """Kumar's `sobel_fn`: Sobel/8 with mirrored borders -> (strength, angle).
+
+    Kept apart from :func:`_xydeas_edges` on purpose: Qabf and Nabf each reproduce their own
+    MATLAB code to the digit, and the two differ in border (mirror vs zero), scale (1/8 vs
+    255) and the angle where gh == 0 (signed vs pi/2). A shared helper would need a switch
+    for each, and a fix to one metric could silently move the other's scores.
+    """
     gx, gy = sobel_gradients(image, boundary="mirror")
     gv, gh = gx / 8.0, gy / 8.0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -83,7 +89,12 @@ def _kumar_edges(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _kumar_preservation(
     g_source: np.ndarray, a_source: np.ndarray, g_fused: np.ndarray, a_fused: np.ndarray
 ) -> np.ndarray:
-    """Petrovic's Q^{SF} map with Kumar's constants (sqrt of the two sigmoids)."""
+    """Petrovic's Q^{SF} map with Kumar's constants (sqrt of the two sigmoids).
+
+    Kept apart from :func:`_xydeas_preservation` on purpose: besides the constants, Kumar
+    scores 0 where either strength is 0 (VIFB's Qabf keeps gF where they are equal), measures
+    orientation from pi/2 and takes the square root; each follows its own MATLAB code exactly.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(
             (g_source == 0) | (g_fused == 0),

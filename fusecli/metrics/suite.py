@@ -63,6 +63,9 @@ _WANG_2003 = "Wang, Simoncelli, Bovik, Asilomar Conf. Signals, Systems and Compu
 _JAGALINGAM = "Jagalingam, Hegde, Aquatic Procedia 4, 2015"
 _MS_SSIM_SIZE = structural.pyramid_min_size(len(structural.MS_SSIM_WEIGHTS))
 
+# One row per metric, written out rather than built in a loop: each row names the paper and
+# the benchmark code (VIFB, MEFB, Kumar's) that its implementation matches to the digit, so
+# rows look alike but every value in them is the metric's own.
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
