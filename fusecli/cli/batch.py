@@ -148,9 +148,12 @@ class Summary:
     interrupted: bool = False
     claimed: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
+    # The maps written beside the fused outputs; None without --save-map, so that the summary
+    # of other runs keeps its keys.
+    source_maps: list[str] | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        fields: dict[str, object] = {
             "done": len(self.done),
             "skipped": len(self.skipped),
             "failed": len(self.failed),
@@ -164,6 +167,9 @@ class Summary:
             "failures": self.failed,
             "unmatched": self.unmatched,
         }
+        if self.source_maps is not None:
+            fields["source_maps"] = self.source_maps
+        return fields
 
 
 def report_problems(ctx: typer.Context, problems: Sequence[str]) -> None:
@@ -173,24 +179,33 @@ def report_problems(ctx: typer.Context, problems: Sequence[str]) -> None:
 
 
 def _dry_run(
-    ctx: typer.Context, jobs: Sequence[Job], problems: list[str], overwrite: bool, json_out: bool
+    ctx: typer.Context,
+    jobs: Sequence[Job],
+    problems: list[str],
+    overwrite: bool,
+    json_out: bool,
+    save_map: bool,
 ) -> None:
-    rows = [
-        {
+    rows: list[dict[str, object]] = []
+    for job in jobs:
+        row: dict[str, object] = {
             "task": job.task,
             "method": job.method,
             "sources": [str(p) for p in job.sources],
             "output": str(job.output),
             "action": "skip (exists)" if job.output.exists() and not overwrite else "fuse",
         }
-        for job in jobs
-    ]
+        # Only with --save-map, so that the rows of other runs keep their keys.
+        if save_map:
+            row["source_map"] = str(source_map_path(job.output))
+        rows.append(row)
     if json_out:
         typer.echo(json.dumps({"jobs": rows, "problems": problems}, indent=2))
     else:
-        for row in rows:
-            sources = " + ".join(f"{Path(p).parent.name}/{Path(p).name}" for p in row["sources"])  # type: ignore[union-attr]
-            typer.echo(f"{row['action']:<13} {row['task']:<6} {sources} -> {row['output']}")
+        for job, row in zip(jobs, rows):
+            sources = " + ".join(f"{p.parent.name}/{p.name}" for p in job.sources)
+            written = f"{row['output']}, map {row['source_map']}" if save_map else row["output"]
+            typer.echo(f"{row['action']:<13} {row['task']:<6} {sources} -> {written}")
     report_problems(ctx, problems)
     todo = sum(row["action"] == "fuse" for row in rows)
     status(ctx, f"{len(rows)} jobs ({todo} to fuse), {len(problems)} problems")
@@ -301,7 +316,7 @@ def batch(
     # Problems are reported by rank 0 only, so a sharded run lists each once.
     problems = plan.problems if rank == 0 else []
     if dry_run:
-        _dry_run(ctx, jobs, problems, overwrite, json_out)
+        _dry_run(ctx, jobs, problems, overwrite, json_out, save_map)
         return
     device = options_of(ctx).device
     files = FileOptions(
@@ -316,6 +331,8 @@ def batch(
     )
     report_problems(ctx, problems)
     summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files)
+    if save_map:
+        summary.source_maps = [str(source_map_path(Path(output))) for output in summary.done]
     strays = set(plan.strays) if skip_unmatched else set()
     summary.unmatched = [p for p in problems if p in strays]
     failed = [{"sources": [], "reason": p} for p in problems if p not in strays]

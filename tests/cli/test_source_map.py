@@ -136,3 +136,31 @@ def test_batch_writes_a_map_beside_each_output(tmp_path: Path) -> None:
     assert other.exit_code == 1
     assert "--save-map needs the network's fusion weights" in other.stderr
     assert not (tmp_path / "o2").exists()
+
+
+def test_batch_dry_run_and_json_name_the_maps_it_writes(tmp_path: Path) -> None:
+    for scene, count in (("chair", 2), ("table", 3)):
+        (tmp_path / "in" / "mff" / scene).mkdir(parents=True)
+        _random_frames(tmp_path / "in" / "mff" / scene, count, size=(16, 24))
+    out = tmp_path / "out"
+    args = ("batch", str(tmp_path / "in"), "-o", str(out), "--ext", "tif", "--save-map")
+    maps = {str(out / "mff" / f"{scene}.map.png") for scene in ("chair", "table")}
+
+    dry = _run(*args, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"-> {out / 'mff' / 'chair.tif'}, map {out / 'mff' / 'chair.map.png'}" in dry.stdout
+    dry_json = _run(*args, "--dry-run", "--json")
+    assert dry_json.exit_code == 0, dry_json.output
+    assert {row["source_map"] for row in json.loads(dry_json.stdout)["jobs"]} == maps
+    assert not out.exists()
+
+    real = _run(*args, "--json")
+    assert real.exit_code == 0, real.output
+    assert set(json.loads(real.stdout)["source_maps"]) == maps
+    assert all(Path(path).is_file() for path in maps)
+
+    # Without --save-map the dry run's rows and the summary keep their keys.
+    plain = ("batch", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--ext", "tif", "--json")
+    plain_dry = json.loads(_run(*plain, "--dry-run").stdout)
+    assert all("source_map" not in row for row in plain_dry["jobs"])
+    assert "source_maps" not in json.loads(_run(*plain).stdout)
