@@ -192,6 +192,8 @@ class ChromaAccumulator:
 
     def chroma(self) -> torch.Tensor | None:
         """(B, 2, H, W) Cb/Cr, or None when no source the policy uses has colour."""
+        import torch
+
         if self.policy.mode == "chroma_from":
             return self._chosen
         if self._weighted_sum is None:
@@ -204,6 +206,8 @@ class ChromaAccumulator:
 
 def apply_chroma(fused_y: torch.Tensor, chroma: torch.Tensor | None) -> torch.Tensor:
     """(B, 3, H, W) RGB of a fused luminance and (B, 2, H, W) chroma; ``fused_y`` if None."""
+    import torch
+
     if chroma is None:
         return fused_y
     return ycbcr_to_rgb(torch.cat([fused_y, chroma.to(fused_y.dtype)], dim=1))
