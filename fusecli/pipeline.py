@@ -456,15 +456,17 @@ class SourceFile:
         path: the file.
         bit_depth: 8 or 16 for integer files, 32 for floating-point TIFF.
         metadata: its EXIF and ICC profile.
+        notes: what reading it reported (a misnamed file), for the output's notes.
     """
 
     path: Path
     bit_depth: int
     metadata: ImageMetadata
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, image: LoadedImage) -> SourceFile:
-        return cls(image.path, image.bit_depth, image.metadata)
+        return cls(image.path, image.bit_depth, image.metadata, image.notes)
 
 
 def deepest_bit_depth(sources: Sequence[SourceFile | LoadedImage]) -> int:
