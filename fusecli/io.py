@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import struct
 import warnings
 from collections.abc import Iterator, Sequence
@@ -40,6 +39,13 @@ from PIL import Image, UnidentifiedImageError
 
 from fusecli.atomic import atomic_path
 from fusecli.errors import ImageReadError, ImageWriteError
+
+# Defined in a module without numpy or Pillow (for --help and completion); the aliases
+# re-export them to the callers that import them from here.
+from fusecli.imagefiles import SUPPORTED_EXTENSIONS as SUPPORTED_EXTENSIONS
+from fusecli.imagefiles import image_files as image_files
+from fusecli.imagefiles import natural_key as natural_key
+from fusecli.imagefiles import sniff_format as sniff_format
 from fusecli.metadata import (
     NO_METADATA,
     ImageMetadata,
@@ -55,8 +61,6 @@ if TYPE_CHECKING:
     # module (fuse batch --help, completion) and must not wait seconds for torch.
     import torch
 
-# The image files every part of fusecli reads and writes (lower case, with the dot).
-SUPPORTED_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DEFAULT_MAX_PIXELS = 250_000_000
 # Formats that store 16 bits per channel; JPEG and BMP outputs are 8-bit whatever the sources.
 _SIXTEEN_BIT_FORMATS = frozenset({".png", ".tif", ".tiff"})
@@ -68,18 +72,6 @@ _METADATA_FORMATS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 # TIFF compression names (the enfuse spelling) and tifffile's; PNG takes a zlib level 0-9.
 TIFF_COMPRESSIONS = {"none": None, "deflate": "zlib", "lzw": "lzw", "packbits": "packbits"}
 DEFAULT_JPEG_QUALITY = 95
-_DIGITS = re.compile(r"(\d+)")
-# The first bytes of each format we read (classic and big TIFF, both byte orders), and the
-# extension that stands for it here.
-_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", ".png"),
-    (b"\xff\xd8\xff", ".jpg"),
-    (b"II*\x00", ".tif"),
-    (b"MM\x00*", ".tif"),
-    (b"II+\x00", ".tif"),
-    (b"MM\x00+", ".tif"),
-    (b"BM", ".bmp"),
-)
 _FORMAT_NAMES = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -146,29 +138,6 @@ class WrittenImage:
     alpha: bool
 
 
-def natural_key(name: str | os.PathLike) -> tuple[str | int, ...]:
-    """Sort key of a file name that orders embedded numbers numerically (``img2`` before ``img10``).
-
-    Only the last part of a path counts. Letters compare case-sensitively (``Z`` before ``a``),
-    the order the training data splits were made in.
-    """
-    parts = _DIGITS.split(os.path.basename(os.fspath(name)))
-    # re.split with one group alternates text and digit runs: the digit runs are the odd parts.
-    return tuple(int(part) if index % 2 else part for index, part in enumerate(parts))
-
-
-def image_files(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly in ``folder`` (supported extensions, not hidden), natural order."""
-    found = (
-        path
-        for path in Path(folder).iterdir()
-        if path.suffix.lower() in SUPPORTED_EXTENSIONS
-        and not path.name.startswith(".")
-        and path.is_file()
-    )
-    return sorted(found, key=natural_key)
-
-
 def max_pixels_limit(max_pixels: int | None = None) -> int:
     """The pixel limit in force: the argument, else FUSECLI_MAX_PIXELS, else the default."""
     if max_pixels is not None:
@@ -220,21 +189,6 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
         ) from None
     array = _apply_orientation(array, orientation)
     return dataclasses.replace(_to_loaded(path, array, metadata), notes=notes)
-
-
-def sniff_format(head: bytes) -> str | None:
-    """The format a file's first bytes announce, as its usual extension, or None.
-
-    Args:
-        head: the first bytes of the file (8 are enough).
-
-    Returns:
-        ``.png``, ``.jpg``, ``.tif`` or ``.bmp``; None when no signature matches.
-    """
-    for signature, suffix in _SIGNATURES:
-        if head.startswith(signature):
-            return suffix
-    return None
 
 
 def write_image(

@@ -31,15 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from fusecli.cli.common import (
     align_option,
@@ -61,7 +52,7 @@ from fusecli.cli.common import (
 )
 from fusecli.cli.layout import Job, Plan, plan_batch
 from fusecli.errors import FuseError
-from fusecli.io import SUPPORTED_EXTENSIONS, check_encoding
+from fusecli.imagefiles import SUPPORTED_EXTENSIONS
 from fusecli.methods import DEFAULT_METHOD
 from fusecli.plugins import TaskCatalog, get_catalog
 
@@ -291,6 +282,8 @@ def batch(
     if suffix not in SUPPORTED_EXTENSIONS:
         raise FuseError(f"--ext {ext} is not an image format; use png, tif, jpg or bmp")
     bit_depth = parse_depth(depth)
+    from fusecli.io import check_encoding
+
     # One check for every output, before any folder is searched or network opened.
     check_encoding(
         Path(f"output{suffix}"), bit_depth=bit_depth, quality=quality, compression=compression
@@ -398,6 +391,17 @@ def _run(
     summary.skipped = [str(job.output) for job in jobs if job not in todo]
     if not todo:
         return summary
+    # Imported here, not at the top: `fuse batch --help` and completion load this module.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     console = Console(stderr=True)
     columns = (
         TextColumn("[bold]fusing[/bold]" + (f" (rank {rank}/{world})" if world > 1 else "")),

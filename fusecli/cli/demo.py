@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
-from PIL import Image, ImageDraw, ImageFont
 
 from fusecli.cli.common import (
     json_option,
@@ -28,11 +26,13 @@ from fusecli.cli.common import (
 )
 from fusecli.errors import FuseError
 from fusecli.hookspecs import TaskSpec
-from fusecli.io import check_writable, read_image, write_image
 from fusecli.plugins import get_catalog
 
-if TYPE_CHECKING:  # torch and the pipeline load only when the demo runs, not for --help
+# torch, the pipeline, numpy, Pillow and fusecli.io load only when the demo runs: `fuse --help`
+# and shell completion load this module too.
+if TYPE_CHECKING:
     import torch
+    from PIL import Image, ImageFont
 
 SIMULATED_NOTE = "inputs are SIMULATED from one image"
 _LABEL_HEIGHT = 18
@@ -44,7 +44,9 @@ def draw_scene(width: int, height: int) -> torch.Tensor:
     Returns:
         (1, 3, height, width) float in [0, 1].
     """
+    import numpy as np
     import torch
+    from PIL import Image, ImageDraw, ImageFont
 
     image = Image.new("RGB", (width, height))
     draw = ImageDraw.Draw(image)
@@ -74,6 +76,9 @@ def draw_scene(width: int, height: int) -> torch.Tensor:
 
 
 def _tile(pixels: torch.Tensor, label: str, font: ImageFont.ImageFont) -> Image.Image:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
     array = (pixels[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
     picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).convert("RGB")
     cell = Image.new("RGB", (picture.width, picture.height + _LABEL_HEIGHT), "white")
@@ -92,6 +97,8 @@ def contact_sheet(rows: list[list[tuple[torch.Tensor, str]]], title: Sequence[st
     Returns:
         An RGB Pillow image.
     """
+    from PIL import Image, ImageDraw, ImageFont
+
     font = ImageFont.load_default(size=11)
     title_font = ImageFont.load_default(size=13)
     tiles = [[_tile(p, label, font) for p, label in row] for row in rows]
@@ -151,8 +158,10 @@ def demo(
     json_out: bool = json_option("Print a JSON summary on stdout."),
 ) -> None:
     """Fuse simulated inputs for every task that has a demo; write a labelled contact sheet PNG."""
+    import numpy as np
     import torch
 
+    from fusecli.io import check_writable, read_image, write_image
     from fusecli.pipeline import fuse_sources, open_network, resolve_weights
 
     catalog = get_catalog()

@@ -14,25 +14,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
 from fusecli.cli.common import error_message, status
 from fusecli.errors import FuseError, ImageReadError
-from fusecli.io import SUPPORTED_EXTENSIONS, image_files, natural_key, read_image
-from fusecli.metrics import (
-    COLOUR_MODES,
-    DEFAULT_METRICS,
-    METRICS,
-    REFERENCE_METRICS,
-    compute_metrics_many,
-)
-from fusecli.report import ReportImage, write_report
+from fusecli.imagefiles import SUPPORTED_EXTENSIONS, image_files, natural_key
+from fusecli.metric_names import COLOUR_MODES, METRIC_NAMES
+
+if TYPE_CHECKING:
+    import numpy as np
+    from rich.table import Table
+
+# numpy, the metrics, image decoding, the report and rich's table and progress bar are imported
+# by the functions that use them: `fuse --help` and shell completion load this module too.
 
 
 @dataclass(frozen=True)
@@ -227,6 +223,10 @@ def read_planes(path: Path) -> np.ndarray:
     8-bit files give uint8; 16-bit files float64 0..255 (the metrics' scale). Alpha is dropped
     and a colour file whose channels are identical is grey (C = 1), as fusecli.io reads it.
     """
+    import numpy as np
+
+    from fusecli.io import read_image
+
     image = read_image(path)
     if image.bit_depth == 32:
         raise ImageReadError(f"{path} holds floating-point pixels; save it as 8- or 16-bit.")
@@ -244,6 +244,8 @@ def _method_names(fused: list[Path]) -> list[str]:
 
 def evaluate_job(job: Job, names: list[str] | None, colour: str) -> list[dict[str, float]]:
     """Metrics of one image for every method, in method order."""
+    from fusecli.metrics import compute_metrics_many
+
     images = [read_planes(path) for path in job.fused]
     a, b = read_planes(job.source_a), read_planes(job.source_b)
     ref = None if job.reference is None else read_planes(job.reference)
@@ -291,6 +293,8 @@ def common_metrics(per_method: list[dict[str, dict[str, float]]]) -> list[str]:
 
 def summarise(images: dict[str, dict[str, float]], names: list[str]) -> Summary:
     """{"mean": {metric: mean}, "images": {stem: {...}}, "n": count} for one method."""
+    import numpy as np
+
     kept = {stem: {name: values[name] for name in names} for stem, values in images.items()}
     mean = {name: float(np.mean([values[name] for values in kept.values()])) for name in names}
     return Summary(mean=mean, images=kept, n=len(kept))
@@ -324,6 +328,10 @@ def heading(summaries: dict[str, Summary], colour: str) -> str:
 
 def render_table(summaries: dict[str, Summary]) -> Table:
     """Metrics as rows, methods as columns; the best mean per metric in bold green."""
+    from rich.table import Table
+
+    from fusecli.metrics import METRICS
+
     methods = list(summaries)
     first = summaries[methods[0]]
     metric_names = list(first["mean"])
@@ -378,6 +386,9 @@ def method_folders(fused: list[Path]) -> list[Path]:
 def _write_report(
     path: Path, plan: list[Job], summaries: dict[str, Summary], sources: tuple[Path, Path]
 ) -> None:
+    from fusecli.metrics import METRICS
+    from fusecli.report import ReportImage, write_report
+
     labels = [p.name if p.is_dir() else "SRC_A" for p in sources]
     if labels[0] == labels[1]:
         labels = ["SRC_A", "SRC_B"]
@@ -404,12 +415,12 @@ def _parse_metrics(text: str | None) -> list[str] | None:
     if text is None:
         return None
     names = [name.strip() for name in text.split(",") if name.strip()]
-    lookup = {name.lower(): name for name in METRICS}
+    lookup = {name.lower(): name for name in METRIC_NAMES}
     unknown = [name for name in names if name.lower() not in lookup]
     if unknown or not names:
         raise FuseError(
             f"unknown metric {', '.join(unknown) or '(none given)'} in --metrics; "
-            f"choose from {', '.join(METRICS)}."
+            f"choose from {', '.join(METRIC_NAMES)}."
         )
     return [lookup[name.lower()] for name in names]
 
@@ -436,7 +447,7 @@ def register(app: typer.Typer) -> None:
         metrics: str | None = typer.Option(
             None,
             "--metrics",
-            help=f"Comma-separated metrics (default: all). Known: {', '.join(METRICS)}.",
+            help=f"Comma-separated metrics (default: all). Known: {', '.join(METRIC_NAMES)}.",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
         csv_path: Path | None = typer.Option(
@@ -490,6 +501,11 @@ def _evaluate(
     colour: str,
 ) -> None:
     """The body of ``fuse eval`` (see its help)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from fusecli.metrics import DEFAULT_METRICS, METRICS, REFERENCE_METRICS
+
     if colour not in COLOUR_MODES:
         raise FuseError(f"unknown --colour {colour!r}; choose from {', '.join(COLOUR_MODES)}.")
     names = _parse_metrics(metrics)

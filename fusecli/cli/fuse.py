@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fusecli.cli.common import (
     align_option,
@@ -40,6 +38,8 @@ from fusecli.plugins import get_catalog
 
 if TYPE_CHECKING:  # the pipeline (and torch) load only when a task runs, not for --help
     import torch
+    from rich.console import Console
+    from rich.progress import Progress
 
     from fusecli.pipeline import FusedFile
 
@@ -85,6 +85,9 @@ def tile_progress(console: Console) -> tuple[Progress | None, Callable[[int, int
     """A transient tile progress bar on a terminal; (None, None) when output is not a terminal."""
     if not console.is_terminal:
         return None, None
+    # Imported here: `fuse <task> --help` and completion load this module, not the bar.
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     progress = Progress(
         TextColumn("fusing tiles"),
         BarColumn(),
@@ -248,6 +251,8 @@ def _fuse(
     **settings: object,
 ) -> FusedFile:
     """Run one task on files, with a tile progress bar; print the notes and the -v lines."""
+    from rich.console import Console
+
     from fusecli.pipeline import fuse_files
 
     task = get_catalog().get(spec.name)  # raises if two packages registered this name
@@ -278,7 +283,7 @@ def stream_suffix(ext: str | None, *, to_stdout: bool, json_out: bool) -> str:
         typer.BadParameter: --ext missing with -o - or given without it, or --json with -o -
             (stdout carries the image alone). A usage error: exit status 2.
     """
-    from fusecli.io import SUPPORTED_EXTENSIONS
+    from fusecli.imagefiles import SUPPORTED_EXTENSIONS
 
     if not to_stdout:
         if ext is not None:
@@ -308,7 +313,7 @@ def read_stdin_source(sources: Sequence[Path], scratch: Path) -> list[Path]:
         typer.BadParameter: ``-`` is given more than once (stdin holds one image).
         FuseError: stdin is a terminal, is empty, or holds no PNG, JPEG, TIFF or BMP image.
     """
-    from fusecli.io import sniff_format
+    from fusecli.imagefiles import sniff_format
 
     dashes = [i for i, source in enumerate(sources) if str(source) == "-"]
     if not dashes:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusecli.errors import FuseError
-from fusecli.io import image_files, natural_key
+from fusecli.imagefiles import image_files, natural_key
 from fusecli.methods import DEFAULT_METHOD
 from fusecli.plugins import TaskCatalog
 

@@ -105,11 +105,10 @@ class _FuseGroup(TyperGroup):
     a box of four to six lines and print nothing useful for Ctrl-C.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        plain_metavars(self)  # once, over every command Typer built
-
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        # Once, over every command Typer built; here rather than in __init__ because Typer adds
+        # --install-completion and --show-completion to the group after building it.
+        plain_metavars(self)
         if args is not None:
             args = hoist_global_options(list(args))
         if not standalone_mode:

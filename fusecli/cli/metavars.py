@@ -8,12 +8,15 @@ once for repeats, brackets for what is optional and nothing after a flag. fuse f
 
 The parameters are built by Typer, which takes no class for them, so :func:`plain_metavars`
 walks the finished command tree once (from the root group) and gives each parameter a subclass
-that prints it that way, and a value name where the command declared none.
+that prints it that way, and a value name where the command declared none. The same subclasses
+build Typer's value coercion only when a value needs it (see :mod:`fusecli.cli.coercion`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from fusecli.cli.coercion import coercion_when_needed
 
 try:
     from typer.core import TyperArgument, TyperOption
@@ -50,6 +53,9 @@ if TyperArgument is not None:
             name = self.metavar or (self.name or "value").upper()
             return name if self.required else f"[{name}]"
 
+        def get_runtime_param(self) -> Any:
+            return coercion_when_needed(self, lambda: TyperArgument.get_runtime_param(self))
+
     class PlainOption(TyperOption):  # type: ignore[misc, valid-type]
         """``--tile N``, ``--weights FILE``; a flag is only its name (no ``<bool>``)."""
 
@@ -57,6 +63,9 @@ if TyperArgument is not None:
             if self.is_flag or self.count:
                 return None
             return super().display_type_rich(ctx)
+
+        def get_runtime_param(self) -> Any:
+            return coercion_when_needed(self, lambda: TyperOption.get_runtime_param(self))
 
 
 def _plain(param: Any) -> None:
@@ -86,5 +95,20 @@ def plain_metavars(command: Any) -> None:
         command.rich_markup_mode = None
     for param in getattr(command, "params", ()):
         _plain(param)
+    if hasattr(command, "get_help_option"):
+        _plain_help_option(command)
     for sub in getattr(command, "commands", {}).values():
         plain_metavars(sub)
+
+
+def _plain_help_option(command: Any) -> None:
+    """Make ``-h/--help`` plain too; click creates it on first use, after the walk above."""
+    typer_help_option = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = typer_help_option(ctx)
+        if option is not None:
+            _plain(option)
+        return option
+
+    command.get_help_option = get_help_option

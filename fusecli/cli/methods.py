@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from fusecli.methods import DEFAULT_METHOD
 from fusecli.plugins import TaskCatalog, get_catalog
+
+# rich's tables load only when one is printed: `fuse --help` and completion load this module.
 
 
 def method_rows(catalog: TaskCatalog) -> list[dict[str, object]]:
@@ -41,6 +41,9 @@ def methods(json_out: bool = typer.Option(False, "--json", help="Print JSON inst
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="Fusion methods (fuse <task> --method NAME)")
     for column in ("method", "description", "suits", "plugin"):
         table.add_column(column, overflow="fold")

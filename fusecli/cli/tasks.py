@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import textwrap
+from typing import TYPE_CHECKING
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from fusecli.plugins import DISABLE_AUTOLOAD_ENV, TaskCatalog, get_catalog
+
+# rich's tables load only when one is printed: `fuse --help` and completion load this module.
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def task_rows(catalog: TaskCatalog) -> list[dict[str, object]]:
@@ -84,6 +86,9 @@ def print_tasks(rows: list[dict[str, object]], notes: list[str], console: Consol
     Rich fits a wide table into a narrow terminal by cutting words (``backgrou`` / ``nd``);
     paragraphs wrapped at spaces read better than that.
     """
+    from rich import box
+    from rich.table import Table
+
     cells = [task_cells(row) for row in rows]
     widths = [max(map(len, column)) for column in zip(TASK_COLUMNS, *cells, strict=True)]
     # One line per task, with a space of padding either side of each column and a border
@@ -122,6 +127,8 @@ def tasks(json_out: bool = typer.Option(False, "--json", help="Print JSON instea
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
+    from rich.console import Console
+
     print_tasks(rows, shared_rules(catalog), Console())
 
 
@@ -142,6 +149,9 @@ def plugins(json_out: bool = typer.Option(False, "--json", help="Print JSON inst
     if json_out:
         typer.echo(json.dumps(records, indent=2))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
         title=f"Plugins (entry-point group 'fusecli'; {DISABLE_AUTOLOAD_ENV}=1 skips "
         "third-party ones)"

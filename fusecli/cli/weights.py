@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from fusecli.cli.common import overwrite_option, status
 from fusecli.errors import WeightsError
 
+# rich's tables load only when one is printed: `fuse --help` and completion load this module.
 if TYPE_CHECKING:  # the engine (and torch) load only when a subcommand runs, not for --help
     import torch
 
@@ -83,6 +82,9 @@ def describe_weights(path: Path) -> dict[str, object]:
 
 
 def _print(records: list[dict[str, object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     for record in records:
         table = Table(title=str(record["name"]), show_header=False)

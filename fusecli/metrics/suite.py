@@ -10,12 +10,12 @@ from typing import Any, Literal
 import numpy as np
 
 from fusecli.errors import FuseError
+from fusecli.metric_names import COLOUR_MODES
 from fusecli.metrics import gradient, information, perceptual, structural
 from fusecli.metrics._cache import forget, shared_intermediates
 from fusecli.metrics._matlab import rgb_to_gray
 
 ColourMode = Literal["channels", "gray"]
-COLOUR_MODES: tuple[str, ...] = ("channels", "gray")
 
 # How a metric is called: on the fused image only, on (a, b, fused), on the greyscale source
 # stack and fused image (MEF-SSIM), or on (reference, fused).

@@ -185,3 +185,11 @@ def test_vifb_folders_reproduce_the_published_means(tmp_path: Path) -> None:
         for ours, theirs in vifb.items():
             expected = np.mean([published[image][method][theirs] for image in images])
             assert payload[method]["mean"][ours] == pytest.approx(expected, rel=1e-3)
+
+
+def test_help_names_every_registered_metric_in_order() -> None:
+    # `fuse eval --help` lists fusecli.metric_names, so that it need not import numpy.
+    from fusecli.metric_names import METRIC_NAMES
+    from fusecli.metrics import METRICS
+
+    assert tuple(METRICS) == METRIC_NAMES

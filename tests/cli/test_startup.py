@@ -73,3 +73,46 @@ def test_help_and_completion_do_not_import_torch() -> None:
     assert result.returncode == 0, result.stderr
     assert "Usage: fuse mff [OPTIONS] FOCUS_PLANE..." in result.stdout
     assert result.stdout.endswith("mef\nmff\nmmf\nmethods\n")  # the completions of `fuse m`
+
+
+# What `fuse --help`, a task's help and shell completion must not import: torch and the image
+# stack (numpy, Pillow, codecs), rich's progress bars and tables, and the Pydantic that Typer
+# builds its value coercion with (see fusecli.cli.coercion).
+HEAVY_MODULES = ("torch", "numpy", "PIL", "imagecodecs", "tifffile", "rich", "pydantic")
+
+
+def test_help_and_completion_import_no_image_stack_rich_or_pydantic() -> None:
+    # Counted in modules, not seconds (shared machines). One interpreter answers them all, so
+    # the check after the last one covers every earlier answer too.
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        from fusecli.cli.main import main
+        heavy = {HEAVY_MODULES!r}
+        def loaded():
+            return sorted(m for m in heavy if m in sys.modules)
+        for args in (["--help"], ["mff", "--help"], ["batch", "--help"], ["eval", "--help"]):
+            try:
+                main(args)
+            except SystemExit as exc:
+                assert exc.code in (0, None), (args, exc.code)
+            assert not loaded(), (args, loaded())
+        os.environ.update(_FUSE_COMPLETE="complete_bash", COMP_WORDS="fuse mff --t", COMP_CWORD="2")
+        try:
+            main([])
+        except SystemExit as exc:
+            assert exc.code in (0, None), ("completion", exc.code)
+        assert not loaded(), ("completion", loaded())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "COLUMNS": "80"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Known: EN, MI, SSIM" in " ".join(result.stdout.split())  # eval's, without numpy
+    assert result.stdout.endswith("--tile\n")  # the completion of `fuse mff --t`
