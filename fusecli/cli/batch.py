@@ -59,7 +59,7 @@ from fusecli.plugins import TaskCatalog, get_catalog
 if TYPE_CHECKING:  # the pipeline (and torch) load only when a batch runs, not for --help
     import torch
 
-    from fusecli.pipeline import FusionJob
+    from fusecli.pipeline import FusedFile, FusionJob
 
 
 def _shard_from_environment() -> tuple[str, str, str]:
@@ -323,7 +323,10 @@ def batch(
         save_map=save_map,
     )
     report_problems(ctx, problems)
-    summary = _run(jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files)
+    quiet = options_of(ctx).quiet
+    summary = _run(
+        jobs, catalog, weights, device, tile, resize, overwrite, rank, world, files, quiet=quiet
+    )
     if save_map:
         summary.source_maps = [str(source_map_path(Path(output))) for output in summary.done]
     strays = set(plan.strays) if skip_unmatched else set()
@@ -384,7 +387,14 @@ def _run(
     rank: int,
     world: int,
     files: FileOptions | None = None,
+    *,
+    quiet: bool = False,
 ) -> Summary:
+    """Fuse the jobs whose outputs are missing (all with ``overwrite``); what became of each.
+
+    Each output's notes (a source whose content is another format than its name says, precision
+    lost to the output format) are printed as ``note: ...`` lines on stderr unless ``quiet``.
+    """
     files = files or FileOptions()
     summary = Summary(rank=rank, world_size=world)
     todo = [job for job in jobs if overwrite or not job.output.exists()]
@@ -420,15 +430,25 @@ def _run(
         # Claims this process holds: taken when a job is read, released when it is recorded, and
         # all released on the way out (an interrupt leaves jobs read ahead but never fused).
         held: dict[Path, Path] = {}
+        # A source read by several jobs (one per --method) would repeat its note in each.
+        noted: set[str] = set()
 
-        def record(job: Job, error: Exception | None) -> None:
+        def record(job: Job, outcome: FusedFile | Exception) -> None:
             try:
-                if isinstance(error, JobNotRun):
-                    getattr(summary, error.outcome).append(str(job.output))
-                elif error is None:
+                if isinstance(outcome, JobNotRun):
+                    getattr(summary, outcome.outcome).append(str(job.output))
+                elif not isinstance(outcome, Exception):
                     summary.done.append(str(job.output))
+                    for note in outcome.notes:
+                        if not quiet and note not in noted:
+                            noted.add(note)
+                            # Through the bar's console so that a live bar is redrawn below the
+                            # line; soft wrap keeps each note on one line for whoever greps it.
+                            progress.console.print(
+                                f"note: {note}", markup=False, highlight=False, soft_wrap=True
+                            )
                 else:
-                    reason = error_message(error, "batch")
+                    reason = error_message(outcome, "batch")
                     sources = [str(p) for p in job.sources]
                     summary.failed.append({"sources": sources, "reason": reason})
                     progress.console.print(f"[red]failed[/red] {job.output.name}: {reason}")
@@ -504,15 +524,15 @@ def _put(channel: queue.Queue, item: object, stop: threading.Event) -> None:
 def run_overlapped(
     jobs: Sequence[Job],
     start: Callable[[Job], FusionJob],
-    record: Callable[[Job, Exception | None], None],
+    record: Callable[[Job, FusedFile | Exception], None],
 ) -> None:
     """Read, fuse and write jobs in order, the three stages of consecutive jobs overlapping.
 
     A reader thread checks and reads the next jobs (``start``) while this thread runs the
     network on the current one, and a writer thread writes the previous one (atomically, as
-    ever). ``record(job, error)`` is called once per job, in order: with None when its output
-    is written, with the FuseError that stopped it or the JobNotRun that ``start`` raised
-    otherwise. On Ctrl-C (KeyboardInterrupt in
+    ever). ``record(job, outcome)`` is called once per job, in order: with what ``write_job``
+    returned when its output is written, with the FuseError that stopped it or the JobNotRun
+    that ``start`` raised otherwise. On Ctrl-C (KeyboardInterrupt in
     this thread) no new job is read or fused, images already fused are still written, and the
     interrupt propagates. Any other exception (a bug) is re-raised here after both threads end.
     """
@@ -546,8 +566,7 @@ def run_overlapped(
             try:
                 if error is not None:
                     raise error
-                write_job(fusion, fused)
-                record(job, None)
+                record(job, write_job(fusion, fused))
             except (FuseError, JobNotRun) as exc:
                 record(job, exc)
             except BaseException as exc:

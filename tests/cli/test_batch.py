@@ -139,6 +139,23 @@ def test_batch_fuses_the_good_pairs_reports_the_bad_and_resumes(
     )
 
 
+def test_a_misnamed_source_is_noted_once_on_stderr_and_not_with_q(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    misnamed = _image(root / "ir" / "x.jpg").rename(root / "ir" / "x.png")
+    _image(root / "vi" / "x.png", 3)
+    out = tmp_path / "out"
+    # Two methods: two jobs read the same misnamed source, which is still noted once.
+    args = ["batch", str(root), "-o", str(out), "--method", "average,laplacian", "--json"]
+    result = _run(*args)
+    assert result.exit_code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert notes == [f"note: {misnamed} is a JPEG file with a .png name; read as JPEG"]
+    assert json.loads(result.stdout)["done"] == 2  # stdout carries the JSON alone
+
+    quiet = _run("-q", *args, "--overwrite")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
 def test_unknown_task_and_empty_folder_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = _run("batch", str(tmp_path / "empty"), "-o", str(tmp_path / "o"))

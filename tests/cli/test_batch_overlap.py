@@ -53,8 +53,8 @@ class Stages:
 
 
 def _record(results: list):
-    return lambda job, error: results.append(
-        (job.output.name, None if error is None else str(error))
+    return lambda job, outcome: results.append(
+        (job.output.name, str(outcome) if isinstance(outcome, Exception) else None)
     )
 
 
