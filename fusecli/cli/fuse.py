@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -131,6 +132,17 @@ def result_record(
     }
 
 
+def named_as_given(result: FusedFile, given: Sequence[Path]) -> FusedFile:
+    """``result`` with its sources, and the one its metadata came from, named as on the command
+    line: ``-`` for standard input, not the scratch file that held it, which is deleted by the
+    time anyone reads the record."""
+    as_given = dict(zip(result.sources, given, strict=True))
+    metadata_from = result.metadata_from
+    if metadata_from is not None:
+        metadata_from = as_given.get(metadata_from, metadata_from)
+    return dataclasses.replace(result, sources=tuple(given), metadata_from=metadata_from)
+
+
 def existing_sources(
     ctx: typer.Context, param: typer.CallbackParam, sources: list[Path]
 ) -> list[Path]:
@@ -208,6 +220,7 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
     ) -> None:
         to_stdout = str(output) == "-"
         stdout_suffix = stream_suffix(ext, to_stdout=to_stdout, json_out=json_out)
+        given = list(sources)
         with tempfile.TemporaryDirectory(prefix="fusecli-") as scratch:
             sources = read_stdin_source(sources, Path(scratch))
             if to_stdout:  # written to a file first, atomically, like any output
@@ -227,7 +240,8 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 sys.stdout.buffer.flush()
         shown = "<stdout>" if to_stdout else result.output
         if json_out:
-            record = result_record(spec, result, options_of(ctx).device, method_name.strip())
+            shown_result = named_as_given(result, given)
+            record = result_record(spec, shown_result, options_of(ctx).device, method_name.strip())
             typer.echo(json.dumps(record))
         colour = "colour" if result.channels == 3 else "grey"
         status(

@@ -6,6 +6,7 @@ The fusion runs with --method average on 16x16 images, so no network is opened.
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,20 @@ def test_stdin_that_holds_no_image_is_one_error(tmp_path: Path) -> None:
 def test_help_names_the_stream_options() -> None:
     text = runner.invoke(build_app(), ["mff", "--help"], terminal_width=80).stdout
     assert "--ext png|jpg|tif|bmp" in text and "- reads one of them from" in text
+
+
+def test_json_names_a_source_read_from_stdin_as_a_dash(tmp_path: Path) -> None:
+    near = _png(tmp_path / "near.png", 100)
+    camera = Image.Exif()
+    camera[0x010F] = "TestCam"  # Make: metadata, so that metadata_from names its source
+    far = tmp_path / "far.png"
+    Image.fromarray(np.full((16, 16), 200, np.uint8)).save(far, exif=camera)
+    out = tmp_path / "o.png"
+    # The stdin source is the reference (mff's middle frame), whose metadata the output keeps.
+    args = ["mff", str(near), "-", "-o", str(out), "--method", "average", "--json"]
+    result = runner.invoke(build_app(), args, input=far.read_bytes())
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["sources"] == [str(near), "-"]
+    assert record["metadata_from"] == "-"
+    assert "stdin" not in result.stdout  # nor the scratch file anywhere else
