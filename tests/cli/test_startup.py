@@ -62,6 +62,13 @@ def test_help_and_completion_do_not_import_torch() -> None:
         assert "torch" not in sys.modules, "completion"
         """
     )
+    result = _run_in_a_fresh_interpreter(code)
+    assert "Usage: fuse mff [OPTIONS] FOCUS_PLANE..." in result.stdout
+    assert result.stdout.endswith("mef\nmff\nmmf\nmethods\n")  # the completions of `fuse m`
+
+
+def _run_in_a_fresh_interpreter(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new Python (nothing imported yet) at 80 columns; it must succeed."""
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -71,8 +78,7 @@ def test_help_and_completion_do_not_import_torch() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "Usage: fuse mff [OPTIONS] FOCUS_PLANE..." in result.stdout
-    assert result.stdout.endswith("mef\nmff\nmmf\nmethods\n")  # the completions of `fuse m`
+    return result
 
 
 # What `fuse --help`, a task's help and shell completion must not import: torch and the image
@@ -105,14 +111,6 @@ def test_help_and_completion_import_no_image_stack_rich_or_pydantic() -> None:
         assert not loaded(), ("completion", loaded())
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, "COLUMNS": "80"},
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _run_in_a_fresh_interpreter(code)
     assert "Known: EN, MI, SSIM" in " ".join(result.stdout.split())  # eval's, without numpy
     assert result.stdout.endswith("--tile\n")  # the completion of `fuse mff --t`
