@@ -12,7 +12,7 @@ optional extra (``fusecli[align]``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -288,6 +288,165 @@ def common_region(valid: np.ndarray) -> tuple[int, int, int, int]:
     return top, left, bottom - top, right - left
 
 
+@dataclass(frozen=True)
+class Registration:
+    """Where every frame of a stack goes: what :class:`FrameRegistrar` measured.
+
+    Attributes:
+        motions: one per frame, in frame order (the reference has the identity).
+        reference: index of the reference frame.
+        crop: (top, left, height, width) of the kept region in reference pixels.
+        fill: whether borders a frame does not cover repeat its edge pixels (no crop).
+    """
+
+    motions: tuple[FrameMotion, ...]
+    reference: int
+    crop: tuple[int, int, int, int]
+    fill: bool
+
+    def warp(self, index: int, frame: torch.Tensor) -> torch.Tensor:
+        """Frame ``index`` ((1, C, H, W) in [0, 1]) registered and cropped: (1, C, H', W')."""
+        cv2 = _opencv()
+        pixels = frame[0].permute(1, 2, 0).numpy().astype(np.float32)
+        moved = _warp(cv2, pixels, np.array(self.motions[index].matrix), fill=self.fill)
+        if moved.ndim == 2:
+            moved = moved[..., None]
+        top, left, height, width = self.crop
+        kept = moved[top : top + height, left : left + width].transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(kept))[None].clamp(0.0, 1.0)
+
+
+class FrameRegistrar:
+    """Registers the frames of a stack to a reference one frame at a time.
+
+    Only the reference's luminance and the region every frame covers are kept between frames,
+    so a long stack of camera files is registered in the memory of about two frames: the
+    caller reads each frame, hands it to :meth:`add` and lets it go, then warps the frames
+    with the :class:`Registration` from :meth:`finish` as it reads them again.
+
+    Args:
+        reference_frame: (1, C, H, W) float tensor in [0, 1], C in {1, 3}.
+        reference: index of the reference frame among all frames.
+        reference_name: its file name, for error messages.
+        model: ``affine`` or ``homography``.
+        crop: keep only the region every frame covers; otherwise fill the border by repeating
+            each frame's edge pixels.
+    """
+
+    def __init__(
+        self,
+        reference_frame: torch.Tensor,
+        *,
+        reference: int,
+        reference_name: str,
+        model: str = "homography",
+        crop: bool = True,
+    ) -> None:
+        if model not in MOTION_MODELS:
+            raise ValueError(f"model must be one of {MOTION_MODELS}, got {model!r}")
+        self._cv2 = _opencv()
+        self._reference = reference
+        self._reference_name = reference_name
+        self._model = model
+        self._crop = crop
+        self._size = tuple(reference_frame.shape[-2:])
+        self._reference_luma = _luma(reference_frame)
+        self._valid = np.ones(self._size, bool)
+        self._motions = {reference: describe_motion(reference, np.eye(3), self._size, 1.0)}
+
+    def add(self, index: int, frame: torch.Tensor, name: str) -> FrameMotion:
+        """Estimate frame ``index``'s motion (same size as the reference) and record it.
+
+        Raises:
+            AlignmentError: the frame did not converge, matched too weakly, or overlaps the
+                reference too little; the message names it.
+        """
+        cv2 = self._cv2
+        height, width = self._size
+        try:
+            matrix, correlation = estimate_motion(
+                self._reference_luma, _luma(frame), model=self._model
+            )
+        except cv2.error:
+            raise AlignmentError(
+                f"{name} could not be registered to {self._reference_name} (the estimate did "
+                "not converge)",
+                remedy="check that it shows the same scene, or leave it out",
+            ) from None
+        if correlation < MIN_CORRELATION:
+            raise AlignmentError(
+                f"{name} could not be registered to {self._reference_name} (match "
+                f"{correlation:.2f}, too weak)",
+                remedy="check that it shows the same scene, or leave it out",
+            )
+        coverage = _warp(cv2, np.ones((height, width), np.float32), matrix, fill=False) > 0.999
+        if coverage.mean() < MIN_OVERLAP:
+            raise AlignmentError(
+                f"{name} overlaps {self._reference_name} by only {100 * coverage.mean():.0f}% "
+                "after registration",
+                remedy="shoot with more overlap, or leave it out",
+            )
+        self._valid &= coverage
+        motion = describe_motion(index, matrix, (height, width), correlation)
+        self._motions[index] = motion
+        return motion
+
+    def finish(self) -> Registration:
+        """The registration of every frame added so far (indices 0..n-1, none missing)."""
+        count = len(self._motions)
+        if sorted(self._motions) != list(range(count)):
+            raise ValueError(f"frames {sorted(self._motions)} were added, not 0..{count - 1}")
+        region = common_region(self._valid) if self._crop else (0, 0, *self._size)
+        return Registration(
+            motions=tuple(self._motions[i] for i in range(count)),
+            reference=self._reference,
+            crop=region,
+            fill=not self._crop,
+        )
+
+
+def _luma(frame: torch.Tensor) -> np.ndarray:
+    return luminance(frame)[0, 0].numpy().astype(np.float32)
+
+
+def register_frames(
+    read_frame: Callable[[int], torch.Tensor],
+    names: Sequence[str],
+    *,
+    reference: int,
+    model: str = "homography",
+    crop: bool = True,
+) -> Registration:
+    """Register frames read one at a time by ``read_frame(index)`` to frame ``reference``.
+
+    Frame 0 is read first (readers that take the size from the first frame rely on it), then
+    the reference, then the others in order; at most two frames are held at once.
+
+    Args:
+        read_frame: returns frame ``index``, (1, C, H, W) in [0, 1], all one size.
+        names: the frames' file names, for error messages; one per frame.
+        reference, model, crop: see :func:`align_frames`.
+
+    Raises:
+        AlignmentError: see :meth:`FrameRegistrar.add`.
+    """
+    first = read_frame(0)
+    registrar = FrameRegistrar(
+        first if reference == 0 else read_frame(reference),
+        reference=reference,
+        reference_name=names[reference],
+        model=model,
+        crop=crop,
+    )
+    if reference != 0:
+        registrar.add(0, first, names[0])
+    del first
+    for index in range(1, len(names)):
+        if index != reference:
+            registrar.add(index, read_frame(index), names[index])
+    return registrar.finish()
+
+
 def align_frames(
     frames: Sequence[torch.Tensor],
     names: Sequence[str],
@@ -296,7 +455,9 @@ def align_frames(
     model: str = "homography",
     crop: bool = True,
 ) -> AlignedFrames:
-    """Register every frame to ``frames[reference]``.
+    """Register every frame to ``frames[reference]``, all frames in memory at once.
+
+    Streaming callers use :func:`register_frames`, which this wraps.
 
     Args:
         frames: (1, C, H, W) float tensors in [0, 1] of one size, C in {1, 3}.
@@ -313,46 +474,8 @@ def align_frames(
         AlignmentError: a frame did not converge, matched too weakly, or overlaps the reference
             too little; the message names it.
     """
-    if model not in MOTION_MODELS:
-        raise ValueError(f"model must be one of {MOTION_MODELS}, got {model!r}")
-    cv2 = _opencv()
-    height, width = frames[0].shape[-2:]
-    luma = [luminance(f)[0, 0].numpy().astype(np.float32) for f in frames]
-    motions, warped, valid = [], [], np.ones((height, width), bool)
-    for index, (frame, name) in enumerate(zip(frames, names, strict=True)):
-        if index == reference:
-            matrix, correlation = np.eye(3), 1.0
-        else:
-            try:
-                matrix, correlation = estimate_motion(luma[reference], luma[index], model=model)
-            except cv2.error:
-                raise AlignmentError(
-                    f"{name} could not be registered to {names[reference]} (the estimate did "
-                    "not converge)",
-                    remedy="check that it shows the same scene, or leave it out",
-                ) from None
-        if correlation < MIN_CORRELATION:
-            raise AlignmentError(
-                f"{name} could not be registered to {names[reference]} (match "
-                f"{correlation:.2f}, too weak)",
-                remedy="check that it shows the same scene, or leave it out",
-            )
-        coverage = _warp(cv2, np.ones((height, width), np.float32), matrix, fill=False) > 0.999
-        if coverage.mean() < MIN_OVERLAP:
-            raise AlignmentError(
-                f"{name} overlaps {names[reference]} by only {100 * coverage.mean():.0f}% "
-                "after registration",
-                remedy="shoot with more overlap, or leave it out",
-            )
-        valid &= coverage
-        motions.append(describe_motion(index, matrix, (height, width), correlation))
-        pixels = frame[0].permute(1, 2, 0).numpy().astype(np.float32)
-        moved = _warp(cv2, pixels, matrix, fill=not crop)
-        warped.append(moved if moved.ndim == 3 else moved[..., None])
-    region = common_region(valid) if crop else (0, 0, height, width)
-    top, left, kept_height, kept_width = region
-    tensors = []
-    for image in warped:
-        kept = image[top : top + kept_height, left : left + kept_width].transpose(2, 0, 1)
-        tensors.append(torch.from_numpy(np.ascontiguousarray(kept))[None].clamp(0.0, 1.0))
-    return AlignedFrames(tensors, motions, reference, region)
+    registration = register_frames(
+        frames.__getitem__, names, reference=reference, model=model, crop=crop
+    )
+    warped = [registration.warp(index, frame) for index, frame in enumerate(frames)]
+    return AlignedFrames(warped, list(registration.motions), reference, registration.crop)

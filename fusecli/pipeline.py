@@ -6,7 +6,6 @@ the task itself is a :class:`~fusecli.hookspecs.TaskSpec` from the plugin catalo
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fusecli.align import AlignedFrames, FrameMotion, align_frames
+from fusecli.align import FrameMotion, Registration, register_frames
 from fusecli.color import ChromaAccumulator, apply_chroma, luminance, restore_color
 from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
 from fusecli.engine.precision import resolve_precision
@@ -498,20 +497,54 @@ def check_alignable(spec: TaskSpec) -> None:
         )
 
 
-def align_sources(
+def register_sources(
     spec: TaskSpec,
-    pixels: Sequence[torch.Tensor],
-    paths: Sequence[Path],
+    read_frame: Callable[[int], torch.Tensor],
+    names: Sequence[str],
     *,
     model: str = "homography",
     crop: bool = True,
-) -> AlignedFrames:
-    """Register a stack's frames to its reference frame (see :func:`reference_index`)."""
+) -> Registration:
+    """Register a stack's frames to its reference frame (see :func:`reference_index`).
+
+    Reads every frame once through ``read_frame(index)`` and keeps no more than two of them
+    (see :func:`~fusecli.align.register_frames`); the caller reads them again to warp them.
+
+    Raises:
+        FuseError: the task is not a stack, or from ``read_frame``; AlignmentError naming a
+            frame that cannot be registered.
+    """
     check_alignable(spec)
-    reference = reference_index(spec, len(pixels))
-    return align_frames(
-        pixels, [p.name for p in paths], reference=reference, model=model, crop=crop
+    return register_frames(
+        read_frame, names, reference=reference_index(spec, len(names)), model=model, crop=crop
     )
+
+
+class _SizeMatchingReader:
+    """Reads sources by index at the first source's size (which it must read first)."""
+
+    def __init__(self, paths: Sequence[Path], *, resize: bool) -> None:
+        self._paths = paths
+        self._resize = resize
+        self._size: tuple[int, int] | None = None
+
+    def image(self, index: int) -> tuple[LoadedImage, torch.Tensor]:
+        image = read_image(self._paths[index])
+        if self._size is None:
+            if index != 0:
+                raise ValueError("the first source must be read first: it sets the size")
+            self._size = (image.height, image.width)
+        pixels = match_size(
+            image.pixels,
+            str(self._paths[index]),
+            self._size,
+            str(self._paths[0]),
+            resize=self._resize,
+        )
+        return image, pixels
+
+    def pixels(self, index: int) -> torch.Tensor:
+        return self.image(index)[1]
 
 
 def check_output(sources: Sequence[Path], output: Path, *, overwrite: bool) -> None:
@@ -659,7 +692,7 @@ class FusionJob:
         sources_read: each source's path, bit depth and metadata, in role order.
         frames: the network inputs, (1, 1, H, W) each; released by :func:`fuse_job`.
         chroma: (1, 2, H, W) Cb/Cr per the colour policy, or None for a grey result.
-        aligned: the alignment's motions and crop (its frames are not kept).
+        aligned: the alignment's motions and crop.
         source_indices: filled by :func:`fuse_job` when a source map was asked for.
     """
 
@@ -673,7 +706,7 @@ class FusionJob:
     sources_read: list[SourceFile] = field(default_factory=list)
     frames: LuminanceStore | None = None
     chroma: torch.Tensor | None = None
-    aligned: AlignedFrames | None = None
+    aligned: Registration | None = None
     source_indices: torch.Tensor | None = None
 
 
@@ -720,8 +753,8 @@ def prepare_job(
 def read_job(job: FusionJob) -> None:
     """Read (and align) a job's sources, one at a time, into its network inputs and chroma.
 
-    Without alignment only one source is decoded at a time; alignment registers all frames
-    together, so it holds them all while it runs.
+    Only one source is decoded at a time; alignment reads the sources twice (once to register
+    them, see :func:`register_sources`, once to warp them).
 
     Raises:
         FuseError: unreadable sources, sizes that differ without ``resize``, a frame that
@@ -745,25 +778,19 @@ def read_job(job: FusionJob) -> None:
 def _read_sources(job: FusionJob) -> Iterator[tuple[SourceFile, torch.Tensor]]:
     """Each source and its (1, C, H, W) pixels at the first source's size, aligned if asked."""
     settings = job.settings
+    reader = _SizeMatchingReader(job.paths, resize=settings["resize"])
     if settings["align"]:
-        images = [read_image(path) for path in job.paths]
-        pixels = match_sizes(
-            [i.pixels for i in images], [str(p) for p in job.paths], resize=settings["resize"]
+        job.aligned = register_sources(
+            job.spec,
+            reader.pixels,
+            [p.name for p in job.paths],
+            model=settings["align_model"],
+            crop=settings["crop"],
         )
-        aligned = align_sources(
-            job.spec, pixels, job.paths, model=settings["align_model"], crop=settings["crop"]
-        )
-        del pixels
-        job.aligned = dataclasses.replace(aligned, frames=[])
-        for image, frame in zip(images, aligned.frames, strict=True):
-            yield SourceFile.of(image), frame
-        return
-    size, first_name = None, ""
-    for path in job.paths:
-        image = read_image(path)
-        if size is None:
-            size, first_name = (image.height, image.width), str(path)
-        pixels = match_size(image.pixels, str(path), size, first_name, resize=settings["resize"])
+    for index in range(len(job.paths)):
+        image, pixels = reader.image(index)
+        if job.aligned is not None:
+            pixels = job.aligned.warp(index, pixels)
         yield SourceFile.of(image), pixels
 
 
@@ -906,16 +933,15 @@ def align_files(
         raise FuseError("two frames have the same file name; rename one of them")
     for output in outputs:
         check_output(paths, output, overwrite=overwrite)
-    images = [read_image(path) for path in paths]
-    pixels = match_sizes([i.pixels for i in images], [str(p) for p in paths], resize=False)
-    reference = len(paths) // 2
-    aligned = align_frames(
-        pixels, [p.name for p in paths], reference=reference, model=model, crop=crop
+    reader = _SizeMatchingReader(paths, resize=False)
+    registration = register_frames(
+        reader.pixels, [p.name for p in paths], reference=len(paths) // 2, model=model, crop=crop
     )
-    for image, frame, output in zip(images, aligned.frames, outputs, strict=True):
+    for index, output in enumerate(outputs):
+        image, pixels = reader.image(index)
         write_image(
             output,
-            frame,
+            registration.warp(index, pixels),
             bit_depth=image.bit_depth,
             overwrite=overwrite,
             metadata=image.metadata if keep_metadata else None,
@@ -923,7 +949,7 @@ def align_files(
     return AlignedFiles(
         outputs=outputs,
         sources=paths,
-        reference=paths[reference],
-        motions=tuple(aligned.motions),
-        crop=aligned.crop,
+        reference=paths[registration.reference],
+        motions=registration.motions,
+        crop=registration.crop,
     )

@@ -123,6 +123,36 @@ def test_cropping_keeps_only_what_every_frame_covers(scene) -> None:
         assert (registered - reference).abs().mean() < 0.02
 
 
+def test_streaming_registration_holds_two_frames_and_matches_the_in_memory_one(scene) -> None:
+    # A long stack of camera files must not be held whole: the registrar reads each frame once
+    # and lets it go, and warping the frames read again gives what aligning them all at once does.
+    import gc
+    import weakref
+
+    frames = [frame(scene, motion(shift=(s, 0.5 * s), degrees=0.3 * s)) for s in range(-2, 3)]
+    names = [f"{k}.png" for k in range(len(frames))]
+    reads, most_alive, handed_out = [], 0, []
+
+    def read_frame(index: int) -> torch.Tensor:
+        nonlocal most_alive
+        gc.collect()
+        alive = sum(ref() is not None for ref in handed_out)
+        most_alive = max(most_alive, alive + 1)
+        reads.append(index)
+        copy = frames[index].clone()
+        handed_out.append(weakref.ref(copy))
+        return copy
+
+    registration = align.register_frames(read_frame, names, reference=2, model="affine")
+    assert reads == [0, 2, 1, 3, 4]
+    assert most_alive <= 2
+    whole = align_frames(frames, names, reference=2, model="affine")
+    assert registration.motions == tuple(whole.motions)
+    assert registration.crop == whole.crop
+    for index, aligned in enumerate(whole.frames):
+        assert torch.equal(registration.warp(index, frames[index]), aligned)
+
+
 def test_a_frame_of_another_scene_is_refused_by_name(scene) -> None:
     noise = torch.rand(1, 3, SIDE, SIDE)
     with pytest.raises(AlignmentError, match=r"noise\.png"):
