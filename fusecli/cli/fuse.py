@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -223,17 +224,23 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
         given = list(sources)
         with tempfile.TemporaryDirectory(prefix="fusecli-") as scratch:
             sources = read_stdin_source(sources, Path(scratch))
+            shown_as = StreamNames()
+            for source, as_given in zip(sources, given, strict=True):
+                if str(as_given) == "-":
+                    shown_as.add(source, "standard input (-)")
             if to_stdout:  # written to a file first, atomically, like any output
                 target = Path(scratch) / f"stdout{stdout_suffix}"
+                shown_as.add(target, "<stdout>")
             else:
                 target = output_in_folder(output, sources[0])
-            result = _fuse(
-                ctx, spec, sources, target, method_name,
-                weights=weights, overwrite=overwrite, resize=resize,
-                tile_size=tile, keep_metadata=not strip, bit_depth=parse_depth(depth),
-                quality=quality, compression=compression, align=align, crop=crop,
-                precision=precision, source_map=save_map,
-            )  # fmt: skip
+            with shown_as.in_errors():
+                result = _fuse(
+                    ctx, spec, sources, target, method_name, shown_as,
+                    weights=weights, overwrite=overwrite, resize=resize,
+                    tile_size=tile, keep_metadata=not strip, bit_depth=parse_depth(depth),
+                    quality=quality, compression=compression, align=align, crop=crop,
+                    precision=precision, source_map=save_map,
+                )  # fmt: skip
             if to_stdout:
                 # Only the image goes to stdout; status lines stay on stderr.
                 sys.stdout.buffer.write(result.output.read_bytes())
@@ -262,9 +269,11 @@ def _fuse(
     sources: list[Path],
     output: Path,
     method_name: str,
+    shown_as: Callable[[str], str],
     **settings: object,
 ) -> FusedFile:
-    """Run one task on files, with a tile progress bar; print the notes and the -v lines."""
+    """Run one task on files, with a tile progress bar; print the notes (naming files with
+    ``shown_as``) and the -v lines."""
     from rich.console import Console
 
     from fusecli.pipeline import fuse_files
@@ -286,7 +295,7 @@ def _fuse(
     if result.weights is not None:
         status(ctx, f"weights {result.weights}", verbose=True)
     for note in result.notes:
-        status(ctx, f"note: {note}")
+        status(ctx, f"note: {shown_as(note)}")
     return result
 
 
@@ -315,6 +324,37 @@ def stream_suffix(ext: str | None, *, to_stdout: bool, json_out: bool) -> str:
     if sys.stdout.isatty():
         raise FuseError("refusing to write an image to a terminal; redirect stdout (> out.png)")
     return suffix
+
+
+class StreamNames:
+    """Names standard input and output as the user gave them (``-``) in errors and notes.
+
+    ``-`` sources and ``-o -`` go through scratch files, which are deleted when the command
+    ends; a message naming ``/tmp/fusecli-x/stdin.png`` would point at nothing.
+    """
+
+    def __init__(self) -> None:
+        self._patterns: list[tuple[re.Pattern[str], str]] = []
+
+    def add(self, scratch: Path, shown: str) -> None:
+        # The full path first; then the bare file name, which some messages use, as a whole word.
+        self._patterns.append((re.compile(re.escape(str(scratch))), shown))
+        self._patterns.append((re.compile(rf"(?<![\w./-]){re.escape(scratch.name)}\b"), shown))
+
+    def __call__(self, text: str) -> str:
+        for pattern, shown in self._patterns:
+            text = pattern.sub(shown, text)
+        return text
+
+    @contextmanager
+    def in_errors(self) -> Iterator[None]:
+        """Rename scratch files in a FuseError raised inside the block."""
+        try:
+            yield
+        except FuseError as exc:
+            exc.problem, exc.remedy = self(exc.problem), self(exc.remedy)
+            exc.args = tuple(self(a) if isinstance(a, str) else a for a in exc.args)
+            raise
 
 
 def read_stdin_source(sources: Sequence[Path], scratch: Path) -> list[Path]:

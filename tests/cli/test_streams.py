@@ -93,3 +93,49 @@ def test_json_names_a_source_read_from_stdin_as_a_dash(tmp_path: Path) -> None:
     assert record["sources"] == [str(near), "-"]
     assert record["metadata_from"] == "-"
     assert "stdin" not in result.stdout  # nor the scratch file anywhere else
+
+
+def _cut_png(path: Path, level: int) -> bytes:
+    return _png(path, level).read_bytes()[:60]
+
+
+@pytest.mark.parametrize(
+    ("stdin", "expected"),
+    [
+        # A damaged image on stdin, then one of another size: named as given, not as the
+        # scratch file that held it (deleted by the time the user reads the message).
+        (lambda tmp: _cut_png(tmp / "cut.png", 50), "error: standard input (-): not a readable"),
+        (
+            lambda tmp: _png16(tmp / "big.png", (20, 24)).read_bytes(),
+            "error: standard input (-) is 24x20 but ",
+        ),
+    ],
+)
+def test_errors_name_a_stdin_source_as_given(tmp_path: Path, stdin, expected) -> None:
+    a = _png(tmp_path / "a.png", 10)
+    out = tmp_path / "o.png"
+    args = ["mff", str(a), "-", "-o", str(out), "--method", "average"]
+    result = runner.invoke(build_app(), args, input=stdin(tmp_path))
+    assert result.exit_code == 1 and not out.exists()
+    assert result.stderr.startswith(expected), result.stderr
+    assert "fusecli-" not in result.stderr and "stdin." not in result.stderr
+
+
+def _png16(path: Path, size: tuple[int, int]) -> Path:
+    Image.fromarray(np.full(size, 40000, np.uint16)).save(path)
+    return path
+
+
+def test_a_note_about_stdout_names_it_as_given(tmp_path: Path) -> None:
+    # 16-bit sources written as JPEG to stdout: the note says <stdout> drops to 8 bits.
+    deep = _png16(tmp_path / "deep.png", (16, 16))
+    command = [sys.executable, "-m", "fusecli", "mff", str(deep), "-", "-o", "-", "--ext", "jpg"]
+    command += ["--method", "average"]
+    result = subprocess.run(
+        command, input=deep.read_bytes(), capture_output=True, cwd=REPO_ROOT, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    notes = [line for line in result.stderr.decode().splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: the sources are 16-bit but JPG stores 8 bits per channel; <stdout> is 8-bit"
+    ]
