@@ -139,6 +139,8 @@ class Summary:
     interrupted: bool = False
     claimed: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
+    # Every output's notes (stderr prints each once; the record keeps them per output).
+    notes: list[dict[str, str]] = field(default_factory=list)
     # The maps written beside the fused outputs; None without --save-map, so that the summary
     # of other runs keeps its keys.
     source_maps: list[str] | None = None
@@ -157,6 +159,7 @@ class Summary:
             "claimed_outputs": self.claimed,
             "failures": self.failed,
             "unmatched": self.unmatched,
+            "notes": self.notes,
         }
         if self.source_maps is not None:
             fields["source_maps"] = self.source_maps
@@ -440,6 +443,7 @@ def _run(
                 elif not isinstance(outcome, Exception):
                     summary.done.append(str(job.output))
                     for note in outcome.notes:
+                        summary.notes.append({"output": str(job.output), "note": note})
                         if not quiet and note not in noted:
                             noted.add(note)
                             # Through the bar's console so that a live bar is redrawn below the

@@ -150,7 +150,13 @@ def test_a_misnamed_source_is_noted_once_on_stderr_and_not_with_q(tmp_path: Path
     assert result.exit_code == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
     assert notes == [f"note: {misnamed} is a JPEG file with a .png name; read as JPEG"]
-    assert json.loads(result.stdout)["done"] == 2  # stdout carries the JSON alone
+    summary = json.loads(result.stdout)  # stdout carries the JSON alone
+    assert summary["done"] == 2
+    # The record keeps the note with each output that read the source.
+    assert sorted(summary["notes"], key=lambda n: n["output"]) == [
+        {"output": str(out / method / "x.png"), "note": notes[0].removeprefix("note: ")}
+        for method in ("average", "laplacian")
+    ]
 
     quiet = _run("-q", *args, "--overwrite")
     assert quiet.exit_code == 0 and quiet.stderr == ""
