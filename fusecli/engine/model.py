@@ -176,6 +176,18 @@ def fold_tree(leaves: Iterable[Node], merge: Callable[[Node, Node], Node]) -> No
     return node
 
 
+def fold_peak_pyramids(count: int, order: str) -> int:
+    """Most pyramids a fold of ``count`` frames keeps alive between merges (a pair: two).
+
+    The sequential fold holds the running pyramid and the next frame's. :func:`fold_tree` holds
+    one finished subtree per set bit of the number of leaves seen so far, and the new leaf.
+    Each merge's output comes on top, as it does for a pair.
+    """
+    if order == "sequential" or count <= 2:
+        return 2
+    return max(bin(seen).count("1") for seen in range(count)) + 1
+
+
 def first_slot(index: int, count: int, order: str) -> int:
     """The FAF input (1 or 2) that frame ``index`` of ``count`` first enters, in a fold.
 
@@ -321,6 +333,12 @@ class PSLPT(nn.Module):
             (N, in_channels, H, W).
         """
         return self.fuse_many([a, b], faf_set=faf_set, clamp=clamp)
+
+    @property
+    def pyramid_bytes_per_pixel(self) -> float:
+        """Bytes per source pixel of one encoded float32 pyramid (PSLPT's default: 255)."""
+        config = self.config
+        return 4 * config.channels * sum(4.0**-level for level in range(config.levels))
 
     @torch.no_grad()
     def fuse_many(

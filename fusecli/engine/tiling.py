@@ -16,11 +16,12 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from fusecli.engine.model import PSLPT
+from fusecli.engine.model import PSLPT, fold_peak_pyramids, resolve_order
 from fusecli.engine.precision import precision_context
 
-# Peak bytes of working memory per pixel of a tile during fuse(), float32, measured on CPU
-# (benchmarks/bench_tiling.py); rounded up for safety.
+# Peak bytes of working memory per pixel of a tile during fuse() of a pair, float32, measured on
+# CPU (benchmarks/bench_tiling.py; about 2000 in a fresh process); rounded up for safety. A
+# stack folded as a tree holds more pyramids than a pair: fuse_tiled adds those on top.
 BYTES_PER_PIXEL = 4000
 # Seam error below one 8-bit grey level against whole-image inference at 1024x1024
 # (benchmarks/bench_tiling.py --seam).
@@ -53,7 +54,11 @@ def available_memory(device: torch.device) -> int:
 
 
 def auto_tile_size(
-    device: torch.device, multiple: int = 16, budget_bytes: int | None = None
+    device: torch.device,
+    multiple: int = 16,
+    budget_bytes: int | None = None,
+    *,
+    extra_bytes_per_pixel: float = 0.0,
 ) -> int:
     """Largest square tile side whose working memory fits the budget.
 
@@ -61,10 +66,13 @@ def auto_tile_size(
         device: where the network runs.
         multiple: the tile side is rounded down to this (the network's size multiple).
         budget_bytes: memory a tile may use; by default a fraction of what is available.
+        extra_bytes_per_pixel: working memory beyond a pair's :data:`BYTES_PER_PIXEL` (the
+            extra pyramids a long stack's tree fold holds).
     """
     if budget_bytes is None:
         budget_bytes = min(int(available_memory(device) * MEMORY_FRACTION), MAX_TILE_BYTES)
-    side = int(math.sqrt(max(budget_bytes, 1) / BYTES_PER_PIXEL))
+    per_pixel = BYTES_PER_PIXEL + max(0.0, extra_bytes_per_pixel)
+    side = int(math.sqrt(max(budget_bytes, 1) / per_pixel))
     side = max(MIN_TILE, min(MAX_TILE, side))
     return side - side % multiple
 
@@ -191,7 +199,7 @@ def fuse_tiled(
             elsewhere no full frame is held.
         faf_set: FAF set, see :meth:`PSLPT.fuse`.
         tile_size: tile side in pixels (rounded down to a multiple of 16); None picks the largest
-            that fits in memory.
+            that fits in memory, allowing for the pyramids the stack's fold holds.
         overlap: pixels shared by neighbouring tiles (at most a third of the tile side).
         clamp: clamp the result to [0, 1].
         progress: called as ``progress(done, total)`` after each tile.
@@ -230,7 +238,10 @@ def fuse_tiled(
             return net.fuse_many(tiles, faf_set=faf_set, clamp=clamp, order=order).float(), None
 
     if tile_size is None:
-        tile_size = auto_tile_size(device, multiple)
+        count = len(frames)
+        held = fold_peak_pyramids(count, resolve_order(order, count))
+        extra = (held - 2) * net.pyramid_bytes_per_pixel
+        tile_size = auto_tile_size(device, multiple, extra_bytes_per_pixel=extra)
     tile_size = max(multiple, tile_size - tile_size % multiple)
     height, width = shape[-2:]
     if height <= tile_size and width <= tile_size:

@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from fusecli.engine import PSLPT, TensorFrames, fuse_tiled
-from fusecli.engine.model import TREE_MIN_FRAMES, first_slot, fold_tree, resolve_order
+from fusecli.engine.model import (
+    TREE_MIN_FRAMES,
+    first_slot,
+    fold_peak_pyramids,
+    fold_tree,
+    resolve_order,
+)
 
 ORDERS = ("tree", "sequential")
 
@@ -117,6 +123,8 @@ def test_tree_holds_at_most_log2_n_plus_one_subtrees(count) -> None:
 
     assert fold_tree(leaves(), merge) == frozenset(range(count))
     assert peak <= math.floor(math.log2(count)) + 1
+    # What the automatic tile allows for (a pair, or any stack of up to three: two).
+    assert max(peak, 2) == fold_peak_pyramids(max(count, 2), "tree")
 
 
 def test_each_frame_enters_the_slot_of_its_encoder() -> None:

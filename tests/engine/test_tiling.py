@@ -7,7 +7,7 @@ from itertools import pairwise
 import pytest
 import torch
 
-from fusecli.engine import PSLPT, auto_tile_size, fuse_tiled
+from fusecli.engine import PSLPT, ModelConfig, auto_tile_size, fuse_tiled, tiling
 from fusecli.engine.tiling import tile_starts
 
 
@@ -50,3 +50,33 @@ def test_auto_tile_size_follows_the_budget() -> None:
     small = auto_tile_size(torch.device("cpu"), budget_bytes=256 * 1024**2)
     large = auto_tile_size(torch.device("cpu"), budget_bytes=2 * 1024**3)
     assert small % 16 == 0 and large % 16 == 0 and small < large
+
+
+def test_pyramid_bytes_are_what_the_encoder_returns() -> None:
+    net = PSLPT(ModelConfig(channels=12, levels=3)).eval()
+    with torch.inference_mode():
+        bands = net.encoder1(torch.rand(1, 1, 64, 64))
+    stored = sum(band.numel() * band.element_size() for band in bands)
+    assert net.pyramid_bytes_per_pixel == pytest.approx(stored / 64**2)
+
+
+def test_the_automatic_tile_allows_for_a_long_stacks_tree(monkeypatch) -> None:
+    # 30 frames folded as a tree hold 5 pyramids where a pair holds 2: the tile must shrink by
+    # what the three extra pyramids take; a sequential fold and a pair keep the pair's tile.
+    net = PSLPT(ModelConfig(channels=12, levels=3)).eval()
+    asked = []
+    real = tiling.auto_tile_size
+
+    def spy(device, multiple, **kwargs):
+        asked.append(kwargs.get("extra_bytes_per_pixel", 0.0))
+        return real(device, multiple, **kwargs)
+
+    monkeypatch.setattr(tiling, "auto_tile_size", spy)
+    frames = [torch.rand(1, 1, 16, 16) for _ in range(30)]
+    with torch.inference_mode():
+        fuse_tiled(net, frames, order="tree")
+        fuse_tiled(net, frames, order="sequential")
+        fuse_tiled(net, frames[:2])
+    assert asked == [pytest.approx(3 * net.pyramid_bytes_per_pixel), 0.0, 0.0]
+    cpu, budget = torch.device("cpu"), 2 * 1024**3
+    assert real(cpu, 16, budget, extra_bytes_per_pixel=765) < real(cpu, 16, budget)
