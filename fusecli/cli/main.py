@@ -233,6 +233,9 @@ def build_app() -> typer.Typer:
         # but not for help or completion, which must not import torch.
         if not ctx.resilient_parsing and not ctx.meta.get(HELP_REQUESTED):
             ctx.obj.resolved_device = resolve_device(device)
+            from fusecli.engine.allocator import retain_freed_memory
+
+            retain_freed_memory()
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(f"fusecli.cli.{module_name}").register(app)
