@@ -114,3 +114,31 @@ def test_help_and_completion_import_no_image_stack_rich_or_pydantic() -> None:
     result = _run_in_a_fresh_interpreter(code)
     assert "Known: EN, MI, SSIM" in " ".join(result.stdout.split())  # eval's, without numpy
     assert result.stdout.endswith("--tile\n")  # the completion of `fuse mff --t`
+
+
+def test_completing_an_int_option_imports_no_pydantic() -> None:
+    # `fuse eval -j <Tab>` processes -j's int default, which built Typer's Pydantic coercion.
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        from fusecli.cli.main import main
+        os.environ.update(
+            _FUSE_COMPLETE="complete_bash", COMP_WORDS="fuse eval -j ", COMP_CWORD="3"
+        )
+        try:
+            main([])
+        except SystemExit as exc:
+            assert exc.code in (0, None), ("completion", exc.code)
+        print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))
+        """
+    )
+    assert _run_in_a_fresh_interpreter(code).stdout.strip().endswith("[]")
+
+
+@pytest.mark.parametrize("value", ["0", "x"])
+def test_an_int_option_given_on_the_line_is_still_converted_and_checked(tmp_path, value) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    args = ["eval", str(tmp_path / "a"), str(tmp_path / "b"), "-j", value]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 2 and "'--jobs' / '-j'" in result.stderr
