@@ -13,6 +13,10 @@ from pathlib import Path
 
 # The image files every part of fusecli reads and writes (lower case, with the dot).
 SUPPORTED_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+# Camera RAW files, read (never written) through the optional ``raw`` extra (rawpy, LibRaw).
+RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".nef", ".arw"})
+# Everything a source may be.
+READABLE_EXTENSIONS = SUPPORTED_EXTENSIONS | RAW_EXTENSIONS
 _DIGITS = re.compile(r"(\d+)")
 # The first bytes of each format we read (classic and big TIFF, both byte orders), and the
 # extension that stands for it here.
@@ -39,15 +43,23 @@ def natural_key(name: str | os.PathLike) -> tuple[str | int, ...]:
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly in ``folder`` (supported extensions, not hidden), natural order."""
+    """The image files directly in ``folder`` (readable extensions, camera RAW included, not
+    hidden), natural order."""
     found = (
         path
         for path in Path(folder).iterdir()
-        if path.suffix.lower() in SUPPORTED_EXTENSIONS
+        if path.suffix.lower() in READABLE_EXTENSIONS
         and not path.name.startswith(".")
         and path.is_file()
     )
     return sorted(found, key=natural_key)
+
+
+def writable_name(source: str | os.PathLike) -> str:
+    """The file name an output made from ``source`` gets: its own, or ``.tif`` for camera RAW
+    (fusecli writes no RAW; TIFF keeps its 16 bits)."""
+    path = Path(source)
+    return path.with_suffix(".tif").name if path.suffix.lower() in RAW_EXTENSIONS else path.name
 
 
 def sniff_format(head: bytes) -> str | None:

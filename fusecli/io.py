@@ -1,5 +1,9 @@
 """Reading and writing images: PNG, JPEG, BMP, TIFF; 8/16-bit and float; atomic writes.
 
+Camera RAW files (DNG, CR2, NEF, ARW) are read, never written, with the optional ``raw`` extra
+(rawpy, which wraps LibRaw): demosaicked with the camera's white balance into 16-bit sRGB, with
+no automatic brightening (the frames of a bracket keep their exposures), oriented as shot.
+
 Below this module images are float32 tensors (1, C, H, W) in [0, 1] with C = 1 (grey) or 3 (RGB).
 
 Policies:
@@ -42,6 +46,7 @@ from fusecli.errors import ImageReadError, ImageWriteError
 
 # Defined in a module without numpy or Pillow (for --help and completion); the aliases
 # re-export them to the callers that import them from here.
+from fusecli.imagefiles import RAW_EXTENSIONS
 from fusecli.imagefiles import SUPPORTED_EXTENSIONS as SUPPORTED_EXTENSIONS
 from fusecli.imagefiles import image_files as image_files
 from fusecli.imagefiles import natural_key as natural_key
@@ -157,7 +162,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
     """Read an image file.
 
     Args:
-        path: a PNG, JPEG, BMP or TIFF file.
+        path: a PNG, JPEG, BMP or TIFF file, or camera RAW with the ``raw`` extra.
         max_pixels: refuse images declaring more pixels than this (see module docstring).
 
     Returns:
@@ -170,6 +175,9 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
     path = Path(path)
     _check_readable(path)
     limit = max_pixels_limit(max_pixels)
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        # Checked by name: RAW files are TIFF inside, which their first bytes would announce.
+        return _to_loaded(path, _decode_raw(path, limit))
     suffix, notes = _format_of(path)
     try:
         height, width = _declared_size(path, suffix)
@@ -531,6 +539,39 @@ def _decode(path: Path, suffix: str) -> tuple[np.ndarray, int, ImageMetadata]:
         elif image.mode not in ("L", "RGB", "RGBA"):
             image = image.convert("RGB")
         return np.asarray(image), orientation, metadata
+
+
+def _decode_raw(path: Path, limit: int) -> np.ndarray:
+    """A camera RAW file as (H, W, 3) uint16 sRGB, after the pixel limit check."""
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageReadError(
+            f"{path}: reading camera RAW files needs rawpy, which is not installed; "
+            "pip install 'fusecli[raw]', or convert the file to TIFF"
+        ) from None
+    try:
+        with rawpy.imread(str(path)) as raw:
+            height, width = raw.sizes.height, raw.sizes.width
+            if height * width > limit:
+                raise ImageReadError(
+                    f"{path}: declares {width}x{height} pixels, more than the limit of "
+                    f"{limit:,}; raise it with FUSECLI_MAX_PIXELS if the file is trusted"
+                )
+            return raw.postprocess(
+                output_bps=16,
+                use_camera_wb=True,
+                no_auto_bright=True,
+                gamma=(2.4, 12.92),  # the sRGB curve, as every other source is encoded
+                output_color=rawpy.ColorSpace.sRGB,
+            )
+    except ImageReadError:
+        raise
+    except (rawpy.LibRawError, *_DECODE_ERRORS) as exc:
+        raise ImageReadError(
+            f"{path}: not a readable camera RAW image ({_short(exc)}); check that the file is "
+            "complete, or convert it to TIFF with the camera maker's software"
+        ) from None
 
 
 def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:

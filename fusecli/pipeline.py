@@ -23,6 +23,7 @@ from fusecli.engine.precision import resolve_precision
 from fusecli.errors import FuseError, WeightsError
 from fusecli.frame_store import LuminanceStore
 from fusecli.hookspecs import MethodInput, MethodSpec, TaskSpec
+from fusecli.imagefiles import writable_name
 from fusecli.io import (
     LoadedImage,
     check_encoding,
@@ -915,9 +916,9 @@ def align_files(
 ) -> AlignedFiles:
     """Register frames to the middle one and write each under its own name into ``folder``.
 
-    Each output keeps its source's format, bit depth and (unless ``keep_metadata`` is False)
-    EXIF and ICC profile. Every output is checked before any work, and nothing is written
-    unless every frame registered.
+    Each output keeps its source's format (camera RAW becomes 16-bit TIFF), bit depth and
+    (unless ``keep_metadata`` is False) EXIF and ICC profile. Every output is checked before
+    any work, and nothing is written unless every frame registered.
 
     Raises:
         FuseError: fewer than two sources, two sources with one name, an output that exists or
@@ -928,7 +929,7 @@ def align_files(
     folder = Path(folder)
     if len(paths) < 2:
         raise FuseError(f"alignment needs 2 or more frames, got {len(paths)}", hint="sources")
-    outputs = tuple(folder / p.name for p in paths)
+    outputs = tuple(folder / writable_name(p) for p in paths)
     if len(set(outputs)) != len(outputs):
         raise FuseError("two frames have the same file name; rename one of them")
     for output in outputs:

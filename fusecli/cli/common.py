@@ -100,9 +100,12 @@ def status(ctx: typer.Context, line: str, *, verbose: bool = False) -> None:
 
 
 def output_in_folder(output: Path, first_source: Path) -> Path:
-    """``-o FOLDER``: an existing folder gets the output named after the first source."""
+    """``-o FOLDER``: an existing folder gets the output named after the first source (as a
+    TIFF when that is camera RAW)."""
     if output.is_dir():
-        return output / first_source.name
+        from fusecli.imagefiles import writable_name
+
+        return output / writable_name(first_source)
     return output
 
 
