@@ -724,8 +724,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"`python benchmarks/model_card.py`.",
             "",
             "Tools (average, laplacian, guided and the network fuse luminance and take colour"
-            " through the task's colour policy; external tools get the colour sources and fuse"
-            " colour their own way):",
+            " through the task's colour policy, except that for MFF the network's output takes"
+            " every pixel from the sources by its decision map, as `fuse mff` does; external"
+            " tools get the colour sources and fuse colour their own way):",
             "",
             *describe_tools(tasks, requested),
             "",

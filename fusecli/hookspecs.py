@@ -93,6 +93,12 @@ class TaskSpec:
             demo leaves the task out). It gets a (1, 3, H, W) RGB image in [0, 1] and returns
             the inputs in role order, each (1, C, H, W) in [0, 1] with C in {1, 3}, as many as
             the task takes. They are simulations, and the demo says so.
+        compose: how the network's fusion becomes the output. ``network`` (the default): the
+            fused luminance the network decodes, with colour by ``color``. ``select``: every
+            output pixel is taken from the sources, in full colour, by the network's decision
+            (the source each pixel mostly came from, see ``--save-map``), blended over a few
+            pixels at the boundaries. For multi-focus, where every pixel is sharp in some
+            source and any re-synthesis of it loses detail. Classical methods ignore it.
     """
 
     name: str
@@ -105,6 +111,7 @@ class TaskSpec:
     batch_names: tuple[tuple[str, ...], ...] = ()
     default_weights: str = "pslpt-general"
     demo_inputs: Callable[[torch.Tensor], Sequence[torch.Tensor]] | None = None
+    compose: str = "network"
 
     def __post_init__(self) -> None:
         problems = list(_spec_problems(self))
@@ -115,6 +122,16 @@ class TaskSpec:
     def is_stack(self) -> bool:
         """True when the task takes a variable number of inputs of one role."""
         return self.max_inputs != self.min_inputs
+
+    def colour_text(self) -> str:
+        """How the output's colour is made, in words, for help texts and ``fuse tasks``."""
+        policy = self.color.describe([role.name for role in self.roles])
+        if self.compose == "select":
+            return (
+                "each pixel taken from the sources by the network's decision; with a "
+                f"classical method, {policy}"
+            )
+        return policy
 
     def role_of(self, index: int) -> InputRole:
         """Return the role of the ``index``-th input (every input of a stack has the same role)."""
@@ -127,6 +144,10 @@ class TaskSpec:
         if self.max_inputs is None:
             return f"{self.min_inputs} or more"
         return f"{self.min_inputs} to {self.max_inputs}"
+
+
+COMPOSE_MODES = ("network", "select")
+"""How a task's output is made from the network's fusion (see ``TaskSpec.compose``)."""
 
 
 def _spec_problems(spec: TaskSpec) -> list[str]:
@@ -153,6 +174,8 @@ def _spec_problems(spec: TaskSpec) -> list[str]:
         problems.append("default_weights must name a weights file, e.g. 'pslpt-general'")
     if spec.demo_inputs is not None and not callable(spec.demo_inputs):
         problems.append("demo_inputs must be None or a function of a scene")
+    if spec.compose not in COMPOSE_MODES:
+        problems.append(f"compose must be one of {', '.join(COMPOSE_MODES)}, not {spec.compose!r}")
     return problems
 
 

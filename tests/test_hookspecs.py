@@ -57,6 +57,7 @@ def test_a_valid_spec_describes_its_inputs() -> None:
         ({"batch_names": (("rgb", "rgb"),)}, "repeats a name"),
         ({"batch_names": (("RGB", "nir"),)}, "lower-case names"),
         ({"default_weights": "../x"}, "default_weights"),
+        ({"compose": "pick"}, "compose must be one of network, select"),
     ],
 )
 def test_nonsense_is_refused_with_the_reason(changes: dict, fragment: str) -> None:

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from fusecli import pipeline
-from fusecli.color import restore_color
 from fusecli.engine import PSLPT, fuse_tiled, save_weights
 from fusecli.errors import FuseError, ImageWriteError, WeightsError
 from fusecli.io import read_image, write_image
@@ -148,10 +147,11 @@ def test_a_stack_read_frame_by_frame_fuses_as_one_held_in_memory(
     luma = pipeline.network_inputs(spec, pixels)
     reference_map = torch.zeros(luma[0].shape, dtype=torch.int64)
     with torch.inference_mode():
-        fused_y = fuse_tiled(
+        fuse_tiled(
             net, luma, spec.faf_set, tile_size=tile_size, precision="fp32", source_map=reference_map
         )
-    reference = restore_color(fused_y, pixels, spec.color).clamp(0.0, 1.0)
+    # mff composes its output from the sources' pixels by the network's decision.
+    reference = pipeline.select_pixels(pixels, reference_map).clamp(0.0, 1.0)
     monkeypatch.setenv("FUSECLI_STACK_MEMORY_MB", "0" if spill else "1e6")
     stores = []
     monkeypatch.setattr(pipeline, "LuminanceStore", _recording(stores))
@@ -190,3 +190,47 @@ def test_an_unusable_stack_memory_setting_says_what_to_do(
         pipeline.stack_memory_limit()
     monkeypatch.delenv("FUSECLI_STACK_MEMORY_MB")
     assert pipeline.stack_memory_limit() == pipeline.STACK_MEMORY_BYTES
+
+
+def test_selection_keeps_each_sources_own_pixels_away_from_its_boundaries() -> None:
+    generator = torch.Generator().manual_seed(3)
+    sources = [torch.rand(1, 3, 60, 80, generator=generator) for _ in range(3)]
+    indices = torch.zeros(1, 1, 60, 80, dtype=torch.int64)
+    indices[..., 20:, :] = 1
+    indices[..., 40:, 40:] = 2
+    indices[..., 5, 5] = 2  # a speck where the network hesitated: outvoted by its neighbours
+    fused = pipeline.select_pixels(sources, indices)
+    assert fused.shape == (1, 3, 60, 80)
+    margin = pipeline.SELECT_MAJORITY // 2 + pipeline.SELECT_BLEND // 2
+    assert torch.allclose(fused[..., :8, :8], sources[0][..., :8, :8])  # the speck is gone
+    assert torch.allclose(fused[..., : 20 - margin, :], sources[0][..., : 20 - margin, :])
+    assert torch.allclose(
+        fused[..., 40 + margin :, 40 + margin :], sources[2][..., 40 + margin :, 40 + margin :]
+    )
+    # Across a boundary the weights blend and still sum to one: equal sources come out as is.
+    same = [sources[0]] * 3
+    assert torch.allclose(pipeline.select_pixels(same, indices), sources[0], atol=1e-6)
+
+
+def test_grey_and_colour_sources_select_into_colour() -> None:
+    grey, colour = torch.full((1, 1, 16, 16), 0.25), torch.full((1, 3, 16, 16), 0.75)
+    indices = torch.zeros(1, 1, 16, 16, dtype=torch.int64)
+    indices[..., 8:] = 1
+    fused = pipeline.select_pixels([grey, colour], indices)
+    assert fused.shape == (1, 3, 16, 16)
+    assert torch.allclose(fused[..., 0], torch.full((1, 3, 16), 0.25))
+    assert torch.allclose(fused[..., -1], torch.full((1, 3, 16), 0.75))
+
+
+def test_multi_focus_output_is_made_of_its_sources_pixels(tmp_path: Path, weights: Path) -> None:
+    # mff composes by selection: each output pixel blends the sources' own values, so it lies
+    # between them in every channel (a decoded fusion would not).
+    spec = CATALOG.get("mff").spec
+    assert spec.compose == "select"
+    paths = _colour_stack(tmp_path, 2)
+    result = pipeline.fuse_files(spec, paths, tmp_path / "out.tif", weights=weights, bit_depth=32)
+    fused = read_image(result.output).pixels
+    a, b = (read_image(path).pixels for path in paths)
+    assert (fused >= torch.minimum(a, b) - 1e-6).all() and (
+        fused <= torch.maximum(a, b) + 1e-6
+    ).all()

@@ -54,7 +54,6 @@ def chosen_method(name: str) -> MethodSpec | None:
 
 def describe_task(spec: TaskSpec) -> str:
     """The ``--help`` text of ``fuse <task>``: summary, roles in order, colour and FAF set."""
-    roles = [role.name for role in spec.roles]
     if spec.is_stack:
         role = spec.roles[0]
         inputs = [
@@ -70,7 +69,7 @@ def describe_task(spec: TaskSpec) -> str:
             spec.help,
             *inputs,
             f"Output: the first source's size and the deepest source's bit depth; colour: "
-            f"{spec.color.describe(roles)} (grey sources give a grey result); alpha is dropped. "
+            f"{spec.colour_text()} (grey sources give a grey result); alpha is dropped. "
             f"FAF set {spec.faf_set}.",
         ]
     )

@@ -29,7 +29,7 @@ def task_rows(catalog: TaskCatalog) -> list[dict[str, object]]:
                 "roles": roles,
                 "inputs": spec.inputs_text(),
                 "faf_set": spec.faf_set,
-                "colour": spec.color.describe(roles),
+                "colour": spec.colour_text(),
                 "batch_names": ["/".join(names) for names in spec.batch_names],
                 "plugin": task.plugin,
                 "package": task.package,
@@ -40,17 +40,18 @@ def task_rows(catalog: TaskCatalog) -> list[dict[str, object]]:
 
 
 def shared_rules(catalog: TaskCatalog) -> list[str]:
-    """One sentence per group of tasks that run the same FAF set with the same colour rule.
+    """One sentence per group of tasks that run the same FAF set with the same colour rule
+    and output composition.
 
     Such tasks (today ivf and mmf) fuse alike and differ only in their inputs' names and batch
     folders; users comparing them should hear it rather than guess it from the table.
     """
-    groups: dict[tuple[int, object], list[str]] = {}
+    groups: dict[tuple[int, object, str], list[str]] = {}
     for name in sorted(catalog.tasks):
         spec = catalog.tasks[name].spec
-        groups.setdefault((spec.faf_set, spec.color), []).append(name)
+        groups.setdefault((spec.faf_set, spec.color, spec.compose), []).append(name)
     sentences = []
-    for (faf_set, color), names in groups.items():
+    for (faf_set, color, _), names in groups.items():
         if len(names) > 1:
             listed = ", ".join(names[:-1]) + f" and {names[-1]}"
             sentences.append(
