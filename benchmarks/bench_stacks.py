@@ -8,7 +8,9 @@ script fuses the frames with each fold of ``PSLPT.fuse_many`` (``sequential``: f
 luminance to the ground truth for both directions, the PSNR change reversing makes, the PSNR of
 the best single frame, the seconds and the peak resident memory of the process so far
 (ru_maxrss: it only grows). ``--tools enfuse openfocus`` scores those focus stackers on the
-same stacks (benchmarks/external.py; they get the frames as 8-bit files).
+same stacks (benchmarks/external.py; they get the frames as 8-bit files). ``--product`` adds a
+row for what ``fuse mff`` outputs: the default fold, then every pixel taken from the frames by
+the network's decision (``fusecli.pipeline.fuse_sources``).
 
     .venv/bin/python benchmarks/bench_stacks.py --size 128 --images 2 --frames 5 10 30
 
@@ -49,7 +51,7 @@ from fusecli.engine.model import STACK_ORDERS
 from fusecli.filters import gaussian_blur
 from fusecli.io import image_files, read_image, write_image
 from fusecli.metrics.structural import structural_similarity
-from fusecli.pipeline import open_network
+from fusecli.pipeline import fuse_sources, open_network
 from fusecli.plugins import get_catalog
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "natural"
@@ -212,6 +214,12 @@ def main() -> None:
         help="external focus stackers to score on the same stacks (see external.py; "
         "FUSECLI_BENCH_VENV names their virtualenv)",
     )
+    parser.add_argument(
+        "--product",
+        action="store_true",
+        help="also score what `fuse mff` outputs (auto fold, pixels selected from the frames by "
+        "the network's decision; row 'fuse mff')",
+    )
     parser.add_argument("--memory", action="store_true", help="peak memory of `fuse mff` instead")
     parser.add_argument(
         "--sizes", nargs="+", default=["1024x768", "2048x1280"], help="--memory: WIDTHxHEIGHT"
@@ -259,12 +267,15 @@ def main() -> None:
             stack = focus_stack(sharp, depth, frames)
             # The sharpest single frame: what fusion has to beat.
             best = max(psnr(f[0, 0].numpy().astype(np.float64), truth) for f in stack)
-            for order in [*args.orders, *tools]:
+            product = ["fuse mff"] if args.product else []
+            for order in [*args.orders, *product, *tools]:
                 start = time.perf_counter()
                 scores = []
                 for sources in (stack, stack[::-1]):
                     if order in tools:
                         fused = fuse_with(TOOLS[order], sources)
+                    elif order == "fuse mff":
+                        fused = fuse_sources(net, spec, sources, precision="fp32")
                     else:
                         with torch.inference_mode():
                             fused = net.fuse_many(sources, faf_set=spec.faf_set, order=order)
