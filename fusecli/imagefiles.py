@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-# The image files every part of fusecli reads and writes (lower case, with the dot).
+# The image files every part of fusecli writes, and reads without extras (lower case, with the dot).
 SUPPORTED_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 # Camera RAW files, read (never written) through the optional ``raw`` extra (rawpy, LibRaw).
 RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".nef", ".arw"})

@@ -268,6 +268,7 @@ def _fuse_and_map(
             source_map=source_map,
         )
     if selecting and source_map is not None:
+        source_map = clean_decision(source_map)
         fused = select_pixels(sources, source_map)
     else:
         fused = restore_color(fused_y, list(sources), spec.color)
@@ -701,7 +702,9 @@ class FusionJob:
         frames: the network inputs, (1, 1, H, W) each; released by :func:`fuse_job`.
         chroma: (1, 2, H, W) Cb/Cr per the colour policy, or None for a grey result.
         aligned: the alignment's motions and crop.
-        source_indices: filled by :func:`fuse_job` when a source map was asked for.
+        source_indices: filled by :func:`fuse_job` when a source map was asked for or the
+            task selects its output's pixels (then the cleaned decision, see
+            :func:`clean_decision`).
     """
 
     spec: TaskSpec
@@ -843,6 +846,8 @@ def fuse_job(job: FusionJob) -> torch.Tensor:
         frames.close()
         job.frames = None
     if selecting and job.source_indices is not None:
+        # The map written by --save-map is then the one the output was composed from.
+        job.source_indices = clean_decision(job.source_indices)
         fused = select_from_sources(job, job.source_indices)
     else:
         fused = apply_chroma(fused_y, job.chroma)
@@ -862,9 +867,10 @@ neighbours. On the MFF development pairs 5 to 21 scored alike (Qabf, Qcb, FMI wi
 and a hard switch lower on MFFW."""
 
 
-def _most_frequent(indices: torch.Tensor, side: int) -> torch.Tensor:
-    """Each pixel's most frequent index in the ``side`` x ``side`` box around it (a mode
-    filter; ties go to the lower index). Two maps in memory whatever the number of sources."""
+def clean_decision(indices: torch.Tensor, side: int = SELECT_MAJORITY) -> torch.Tensor:
+    """Each pixel's most frequent source index in the ``side`` x ``side`` box around it (a
+    mode filter; ties go to the lower index), which removes specks where the network
+    hesitated. Two maps in memory whatever the number of sources."""
     box = torch.full((side,), 1.0 / side)
     best_share = torch.full(indices.shape, -1.0)
     best = torch.zeros_like(indices)
@@ -889,12 +895,12 @@ def select_pixels(sources: Iterable[torch.Tensor], source_indices: torch.Tensor)
 
     Args:
         sources: (1, C, H, W) float tensors in source order, taken one at a time.
-        source_indices: (1, 1, H, W) int64, the source each pixel mostly came from.
+        source_indices: (1, 1, H, W) int64, the source each pixel is taken from (the
+            network's decision after :func:`clean_decision`).
 
     Returns:
         (1, C, H, W) float, C = 3 when any source has colour, else 1.
     """
-    source_indices = _most_frequent(source_indices, SELECT_MAJORITY)
     box = torch.full((SELECT_BLEND,), 1.0 / SELECT_BLEND)
     fused: torch.Tensor | None = None
     for index, pixels in enumerate(sources):

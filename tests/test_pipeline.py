@@ -150,7 +150,9 @@ def test_a_stack_read_frame_by_frame_fuses_as_one_held_in_memory(
         fuse_tiled(
             net, luma, spec.faf_set, tile_size=tile_size, precision="fp32", source_map=reference_map
         )
-    # mff composes its output from the sources' pixels by the network's decision.
+    # mff composes its output from the sources' pixels by the network's cleaned decision,
+    # which is also the map --save-map writes.
+    reference_map = pipeline.clean_decision(reference_map)
     reference = pipeline.select_pixels(pixels, reference_map).clamp(0.0, 1.0)
     monkeypatch.setenv("FUSECLI_STACK_MEMORY_MB", "0" if spill else "1e6")
     stores = []
@@ -199,7 +201,7 @@ def test_selection_keeps_each_sources_own_pixels_away_from_its_boundaries() -> N
     indices[..., 20:, :] = 1
     indices[..., 40:, 40:] = 2
     indices[..., 5, 5] = 2  # a speck where the network hesitated: outvoted by its neighbours
-    fused = pipeline.select_pixels(sources, indices)
+    fused = pipeline.select_pixels(sources, pipeline.clean_decision(indices))
     assert fused.shape == (1, 3, 60, 80)
     margin = pipeline.SELECT_MAJORITY // 2 + pipeline.SELECT_BLEND // 2
     assert torch.allclose(fused[..., :8, :8], sources[0][..., :8, :8])  # the speck is gone

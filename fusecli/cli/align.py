@@ -26,7 +26,7 @@ def align(
         exists=True,
         dir_okay=False,
         readable=True,
-        help="2 or more frames of one scene (PNG, JPEG, BMP, TIFF), one size.",
+        help="2 or more frames of one scene (PNG, JPEG, BMP, TIFF, camera RAW), one size.",
         show_default=False,
     ),
     outdir: Path = output_folder_option(

@@ -173,8 +173,9 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
             ...,
             metavar=_metavar(spec),
             callback=existing_sources,
-            help=f"{spec.inputs_text()} registered source images (PNG, JPEG, BMP, TIFF), "
-            "in the order above; - reads one of them from standard input.",
+            help=f"{spec.inputs_text()} registered source images (PNG, JPEG, BMP, TIFF; camera "
+            "RAW with the raw extra), in the order above; - reads one of them from standard "
+            "input.",
             show_default=False,
         ),
         output: Path = typer.Option(

@@ -3,7 +3,7 @@
 glibc's malloc serves every block above its mmap threshold (at most 32 MB) with a fresh mmap and
 returns it with munmap when freed. A PSLPT fusion allocates and frees feature maps of that size
 by the hundred, and the kernel zero-fills every page of each new one: on a 2-core AVX2 machine a
-512x512 pair took 365,000 page faults and about a fifth of its time for them. Told to use the
+512x512 pair took 371,000 page faults and about 14% of its time for them. Told to use the
 heap for large blocks and not to trim it, malloc reuses the freed blocks instead. The cost is a
 peak resident size a little higher (freed blocks are kept for the next tile, not returned).
 """
