@@ -74,7 +74,7 @@ def test_stdin_that_holds_no_image_is_one_error(tmp_path: Path) -> None:
 
 
 def test_help_names_the_stream_options() -> None:
-    text = runner.invoke(build_app(), ["mff", "--help"], terminal_width=80).stdout
+    text = " ".join(runner.invoke(build_app(), ["mff", "--help"], terminal_width=80).stdout.split())
     assert "--ext png|jpg|tif|bmp" in text and "- reads one of them from" in text
 
 
