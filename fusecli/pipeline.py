@@ -700,7 +700,8 @@ class FusionJob:
         start: when the job was prepared (``perf_counter``), for :attr:`FusedFile.seconds`.
         sources_read: each source's path, bit depth and metadata, in role order.
         frames: the network inputs, (1, 1, H, W) each; released by :func:`fuse_job`.
-        chroma: (1, 2, H, W) Cb/Cr per the colour policy, or None for a grey result.
+        chroma: (1, 2, H, W) Cb/Cr per the colour policy, or None for a grey result or a
+            job that :attr:`selects` its pixels.
         aligned: the alignment's motions and crop.
         source_indices: filled by :func:`fuse_job` when a source map was asked for or the
             task selects its output's pixels (then the cleaned decision, see
@@ -719,6 +720,12 @@ class FusionJob:
     chroma: torch.Tensor | None = None
     aligned: Registration | None = None
     source_indices: torch.Tensor | None = None
+
+    @property
+    def selects(self) -> bool:
+        """Whether the output is composed from the sources' pixels (``compose="select"`` with
+        the network), so that no chroma needs gathering."""
+        return self.net is not None and self.spec.compose == "select"
 
 
 def prepare_job(
@@ -772,18 +779,19 @@ def read_job(job: FusionJob) -> None:
             cannot be registered.
     """
     count = len(job.paths)
-    colour = ChromaAccumulator(job.spec.color, count)
+    colour = None if job.selects else ChromaAccumulator(job.spec.color, count)
     job.sources_read, job.frames = [], None
     for index, (source, pixels) in enumerate(_read_sources(job)):
         job.sources_read.append(source)
-        colour.add(index, pixels)
+        if colour is not None:
+            colour.add(index, pixels)
         network_luma = network_input(job.spec, index, pixels)
         if job.frames is None:
             height, width = network_luma.shape[-2:]
             spill = count * height * width * 4 > stack_memory_limit()
             job.frames = LuminanceStore(count, height, width, spill=spill)
         job.frames.append(network_luma)
-    job.chroma = colour.chroma()
+    job.chroma = None if colour is None else colour.chroma()
 
 
 def _read_sources(job: FusionJob) -> Iterator[tuple[SourceFile, torch.Tensor]]:
@@ -815,11 +823,10 @@ def fuse_job(job: FusionJob) -> torch.Tensor:
     frames = job.frames
     if frames is None:
         raise ValueError("fuse_job needs a job read by read_job")
-    selecting = job.net is not None and job.spec.compose == "select"
     try:
         if job.net is not None:
             source_map = None
-            if settings["source_map"] is not None or selecting:
+            if settings["source_map"] is not None or job.selects:
                 source_map = torch.zeros(frames.shape, dtype=torch.int64)
             with torch.inference_mode():
                 fused_y = fuse_tiled(
@@ -845,7 +852,7 @@ def fuse_job(job: FusionJob) -> torch.Tensor:
     finally:
         frames.close()
         job.frames = None
-    if selecting and job.source_indices is not None:
+    if job.selects and job.source_indices is not None:
         # The map written by --save-map is then the one the output was composed from.
         job.source_indices = clean_decision(job.source_indices)
         fused = select_from_sources(job, job.source_indices)

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from typer.testing import CliRunner
 
 from fusecli.cli.main import build_app
 from fusecli.errors import ImageReadError
 from fusecli.imagefiles import image_files
 from fusecli.io import read_image
-
-tifffile = pytest.importorskip("tifffile")
 
 # XYZ (D65) -> linear sRGB: DNG's ColorMatrix1 maps XYZ to the camera's space.
 XYZ_TO_SRGB = (
