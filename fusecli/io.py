@@ -2,7 +2,8 @@
 
 Camera RAW files (DNG, CR2, NEF, ARW) are read, never written, with the optional ``raw`` extra
 (rawpy, which wraps LibRaw): demosaicked with the camera's white balance into 16-bit sRGB, with
-no automatic brightening (the frames of a bracket keep their exposures), oriented as shot.
+no automatic brightening (the frames of a bracket keep their exposures), oriented as shot; their
+descriptive EXIF (camera, lens, exposure, date) is kept like a JPEG's.
 
 Below this module images are float32 tensors (1, C, H, W) in [0, 1] with C = 1 (grey) or 3 (RGB).
 
@@ -57,6 +58,7 @@ from fusecli.metadata import (
     add_png_metadata,
     add_tiff_exif_ifd,
     metadata_from_pillow,
+    read_raw_metadata,
     read_tiff_metadata,
     tiff_extratags,
 )
@@ -177,7 +179,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Loa
     limit = max_pixels_limit(max_pixels)
     if path.suffix.lower() in RAW_EXTENSIONS:
         # Checked by name: RAW files are TIFF inside, which their first bytes would announce.
-        return _to_loaded(path, _decode_raw(path, limit))
+        return _to_loaded(path, _decode_raw(path, limit), read_raw_metadata(path))
     suffix, notes = _format_of(path)
     try:
         height, width = _declared_size(path, suffix)

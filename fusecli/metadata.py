@@ -13,6 +13,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
+from pathlib import Path
 
 import tifffile
 from PIL import Image, TiffImagePlugin
@@ -31,6 +32,10 @@ _STRUCTURAL_TAGS = frozenset(
     }
 )  # fmt: skip
 _EXIF_PREFIX = b"Exif\x00\x00"
+# What a camera RAW file's IFD0 says about the photo (besides the Exif and GPS sub-IFDs):
+# ImageDescription, Make, Model, DateTime, Artist, Copyright. Everything else there describes the
+# sensor data (DNG's colour matrices, the CFA layout), which the rendered output no longer is.
+_RAW_DESCRIPTIVE_TAGS = (270, 271, 272, 306, 315, 33432)
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,30 @@ def read_tiff_metadata(data: bytes) -> ImageMetadata:
             if tag is not None:
                 found = ImageMetadata(exif=found.exif, icc_profile=bytes(tag.value))
     return found
+
+
+def read_raw_metadata(path: Path) -> ImageMetadata:
+    """The descriptive EXIF of a camera RAW file (DNG, CR2, NEF and ARW are TIFF inside).
+
+    No ICC profile: the pixels read from it are rendered sRGB, not the camera's space. A file
+    whose tags cannot be parsed gives no metadata; its pixels are LibRaw's to judge.
+    """
+    try:
+        # Pillow will not open a mosaic as an image, but parses the TIFF tags of any file.
+        raw = Image.Exif()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw.load(path.read_bytes())
+        kept = Image.Exif()
+        for tag in _RAW_DESCRIPTIVE_TAGS:
+            if tag in raw:
+                kept[tag] = raw[tag]
+        for tag in (_EXIF_IFD, _GPS_IFD):
+            if tag in raw and raw.get_ifd(tag):
+                kept[tag] = dict(raw.get_ifd(tag))
+        return ImageMetadata(exif=descriptive_exif(kept))
+    except (OSError, SyntaxError, ValueError, KeyError, struct.error):
+        return NO_METADATA
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:

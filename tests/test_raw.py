@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 from typer.testing import CliRunner
 
 from fusecli.cli.main import build_app
@@ -28,8 +29,9 @@ XYZ_TO_SRGB = (
 WHITE = 4095
 
 
-def write_dng(path: Path, linear_rgb: np.ndarray) -> Path:
-    """A 12-bit RGGB mosaic of ``linear_rgb`` ((H, W, 3) in [0, 1], H and W even) as DNG."""
+def write_dng(path: Path, linear_rgb: np.ndarray, camera: str = "") -> Path:
+    """A 12-bit RGGB mosaic of ``linear_rgb`` ((H, W, 3) in [0, 1], H and W even) as DNG,
+    with EXIF Make and Model when ``camera`` ("MAKE MODEL") is given."""
     height, width, _ = linear_rgb.shape
     mosaic = np.empty((height, width))
     mosaic[0::2, 0::2] = linear_rgb[0::2, 0::2, 0]
@@ -48,6 +50,9 @@ def write_dng(path: Path, linear_rgb: np.ndarray) -> Path:
         (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),  # AsShotNeutral: white is white
         (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
     ]
+    if camera:
+        make, model = camera.split(" ", 1)
+        tags += [(271, "s", 0, make, True), (272, "s", 0, model, True)]
     data = np.round(np.clip(mosaic, 0, 1) * WHITE).astype(np.uint16)
     tifffile.imwrite(path, data, photometric=32803, subfiletype=0, extratags=tags, metadata=None)
     return path
@@ -99,6 +104,26 @@ def test_a_bracket_of_dngs_fuses_into_a_16_bit_tiff(tmp_path: Path) -> None:
     fused = read_image(out / "under.tif")  # -o FOLDER names a RAW source's output as TIFF
     assert fused.bit_depth == 16 and fused.pixels.shape == (1, 3, 48, 64)
     assert [p.name for p in image_files(tmp_path)] == ["over.dng", "under.dng"]
+
+
+def test_the_cameras_exif_reaches_the_fused_file(tmp_path: Path) -> None:
+    light = scene()
+    under = write_dng(tmp_path / "under.dng", light * 0.5, camera="Fusecam Model 7")
+    over = write_dng(tmp_path / "over.dng", np.clip(light * 2, 0, 1), camera="Fusecam Model 7")
+    assert read_image(under).metadata.icc_profile is None  # pixels are sRGB, not camera space
+    for extra, expected in (([], ("Fusecam", "Model 7")), (["--strip"], (None, None))):
+        out = tmp_path / f"out{len(extra)}.tif"
+        result = CliRunner().invoke(
+            build_app(),
+            ["mef", str(under), str(over), "-o", str(out), "--method", "average", *extra],
+        )
+        assert result.exit_code == 0, result.stderr
+        exif = Image.Exif()
+        exif_bytes = read_image(out).metadata.exif
+        if exif_bytes is not None:
+            exif.load(b"Exif\x00\x00" + exif_bytes)
+        assert (exif.get(271), exif.get(272)) == expected
+        assert 50706 not in exif and 33422 not in exif  # DNG and CFA tags describe the sensor
 
 
 def test_a_damaged_raw_file_is_one_clear_error(tmp_path: Path) -> None:
