@@ -183,7 +183,8 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
             "-o",
             "--output",
             help="Output image; its extension picks the format (.png, .jpg, .bmp, .tif). "
-            "An existing folder gets the output named after the first source; - writes the "
+            "An existing folder gets the output named after the first source (the first file "
+            "when that is -); - writes the "
             "image to standard output (with --ext).",
             show_default=False,
         ),
@@ -232,7 +233,9 @@ def _make_command(spec: TaskSpec) -> Callable[..., None]:
                 target = Path(scratch) / f"stdout{stdout_suffix}"
                 shown_as.add(target, "<stdout>")
             else:
-                target = output_in_folder(output, sources[0])
+                # Named after the first source that has a name: standard input has none.
+                named = next(s for s, g in zip(sources, given, strict=True) if str(g) != "-")
+                target = output_in_folder(output, named)
             with shown_as.in_errors():
                 result = _fuse(
                     ctx, spec, sources, target, method_name, shown_as,

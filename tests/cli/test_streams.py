@@ -139,3 +139,14 @@ def test_a_note_about_stdout_names_it_as_given(tmp_path: Path) -> None:
     assert notes == [
         "note: the sources are 16-bit but JPG stores 8 bits per channel; <stdout> is 8-bit"
     ]
+
+
+def test_an_output_folder_names_the_result_after_the_first_named_source(tmp_path: Path) -> None:
+    # Standard input has no name of its own to give the output (it was stdin.png once).
+    far = _png(tmp_path / "far.png", 200)
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["mff", "-", str(far), "-o", str(out), "--method", "average"]
+    result = runner.invoke(build_app(), args, input=_png(tmp_path / "near.png", 100).read_bytes())
+    assert result.exit_code == 0, result.stderr
+    assert [p.name for p in out.iterdir()] == ["far.png"]
