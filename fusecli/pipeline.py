@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from fusecli.align import FrameMotion, Registration, register_frames
 from fusecli.color import ChromaAccumulator, apply_chroma, luminance, restore_color
-from fusecli.engine import PSLPT, fuse_tiled, load_weights, shipped_weights_path
+from fusecli.engine import PSLPT, decide_tiled, fuse_tiled, load_weights, shipped_weights_path
 from fusecli.engine.precision import resolve_precision
 from fusecli.errors import FuseError, WeightsError
 from fusecli.filters import separable_blur
@@ -253,24 +253,32 @@ def _fuse_and_map(
     """:func:`fuse_sources` once the number of sources is known to suit the task; with
     ``with_map`` also the (1, 1, H, W) index of each pixel's main source."""
     luma = network_inputs(spec, sources)
-    selecting = spec.compose == "select"
     source_map = None
-    if with_map or selecting:
-        source_map = torch.zeros(luma[0].shape, dtype=torch.int64)
-    with torch.inference_mode():
-        fused_y = fuse_tiled(
-            net,
-            luma,
-            spec.faf_set,
-            tile_size=tile_size,
-            progress=progress,
-            precision=precision,
-            source_map=source_map,
-        )
-    if selecting and source_map is not None:
-        source_map = clean_decision(source_map)
+    if spec.compose == "select":
+        with torch.inference_mode():
+            decision = decide_tiled(
+                net,
+                luma,
+                spec.faf_set,
+                tile_size=tile_size,
+                progress=progress,
+                precision=precision,
+            )
+        source_map = clean_decision(decision)
         fused = select_pixels(sources, source_map)
     else:
+        if with_map:
+            source_map = torch.zeros(luma[0].shape, dtype=torch.int64)
+        with torch.inference_mode():
+            fused_y = fuse_tiled(
+                net,
+                luma,
+                spec.faf_set,
+                tile_size=tile_size,
+                progress=progress,
+                precision=precision,
+                source_map=source_map,
+            )
         fused = restore_color(fused_y, list(sources), spec.color)
     fused = torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
     return fused, source_map if with_map else None
@@ -824,9 +832,20 @@ def fuse_job(job: FusionJob) -> torch.Tensor:
     if frames is None:
         raise ValueError("fuse_job needs a job read by read_job")
     try:
-        if job.net is not None:
+        if job.net is not None and job.selects:
+            # Only the decision is needed: no fused luminance is decoded.
+            with torch.inference_mode():
+                job.source_indices = decide_tiled(
+                    job.net,
+                    frames,
+                    job.spec.faf_set,
+                    tile_size=settings["tile_size"],
+                    progress=settings["progress"],
+                    precision=settings["precision"],
+                )
+        elif job.net is not None:
             source_map = None
-            if settings["source_map"] is not None or job.selects:
+            if settings["source_map"] is not None:
                 source_map = torch.zeros(frames.shape, dtype=torch.int64)
             with torch.inference_mode():
                 fused_y = fuse_tiled(

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fusecli import pipeline
-from fusecli.engine import PSLPT, fuse_tiled, save_weights
+from fusecli.engine import PSLPT, decide_tiled, save_weights
 from fusecli.errors import FuseError, ImageWriteError, WeightsError
 from fusecli.io import read_image, write_image
 from fusecli.plugins import load_catalog
@@ -145,11 +145,8 @@ def test_a_stack_read_frame_by_frame_fuses_as_one_held_in_memory(
     net, _ = pipeline.open_network(spec, weights)
     pixels = [read_image(path).pixels for path in paths]
     luma = pipeline.network_inputs(spec, pixels)
-    reference_map = torch.zeros(luma[0].shape, dtype=torch.int64)
     with torch.inference_mode():
-        fuse_tiled(
-            net, luma, spec.faf_set, tile_size=tile_size, precision="fp32", source_map=reference_map
-        )
+        reference_map = decide_tiled(net, luma, spec.faf_set, tile_size=tile_size, precision="fp32")
     # mff composes its output from the sources' pixels by the network's cleaned decision,
     # which is also the map --save-map writes.
     reference_map = pipeline.clean_decision(reference_map)

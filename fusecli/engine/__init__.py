@@ -7,7 +7,13 @@ from fusecli.engine.authors import from_authors_state_dict
 from fusecli.engine.config import ModelConfig
 from fusecli.engine.device import select_device
 from fusecli.engine.model import PSLPT
-from fusecli.engine.tiling import FrameStack, TensorFrames, auto_tile_size, fuse_tiled
+from fusecli.engine.tiling import (
+    FrameStack,
+    TensorFrames,
+    auto_tile_size,
+    decide_tiled,
+    fuse_tiled,
+)
 from fusecli.engine.weights import (
     load_weights,
     read_weights_metadata,
@@ -21,6 +27,7 @@ __all__ = [
     "ModelConfig",
     "TensorFrames",
     "auto_tile_size",
+    "decide_tiled",
     "from_authors_state_dict",
     "fuse_tiled",
     "load_weights",

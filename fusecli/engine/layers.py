@@ -636,11 +636,19 @@ class FrequencyAdaptiveFusion(nn.Module):
             (B, C, H, W) fused features and (B, 1, H, W) weight of ``a`` in [0, 1].
         """
         diff = _channels_last(a - b)
-        logits = self._logits(diff)
-        # A softmax over two channels is a sigmoid of their difference, and m_b = 1 - m_a, so
-        # m_a * a + m_b * b = b + m_a * (a - b): one pass over the features instead of three.
-        weight_a = torch.sigmoid(logits[:, 0:1] - logits[:, 1:2])
+        weight_a = self._weight_of_difference(diff)
+        # m_b = 1 - m_a, so m_a * a + m_b * b = b + m_a * (a - b): one pass over the features
+        # instead of three.
         return torch.addcmul(b, weight_a, diff), weight_a
+
+    def weight(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The (B, 1, H, W) weight ``m_a`` alone, as :meth:`fuse_with_weight` computes it."""
+        return self._weight_of_difference(_channels_last(a - b))
+
+    def _weight_of_difference(self, diff: torch.Tensor) -> torch.Tensor:
+        logits = self._logits(diff)
+        # A softmax over two channels is a sigmoid of their difference.
+        return torch.sigmoid(logits[:, 0:1] - logits[:, 1:2])
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Fused features ``m_a * a + m_b * b``. a, b: (B, C, H, W) -> (B, C, H, W)."""

@@ -91,6 +91,16 @@ class Encoder(nn.Module):
         bands.append(features[-1])
         return bands
 
+    def finest_band(self, image: torch.Tensor) -> torch.Tensor:
+        """``forward(image)[0]`` alone: the two finest stages, none of the coarser ones."""
+        fine = self.stages[0](_stem_conv(self.stem, reflect_pad(image)))
+        if len(self.stages) == 1:
+            return fine
+        coarse = self.stages[1](downsample2(fine))
+        if torch.is_grad_enabled():
+            return fine - upsample2(coarse)
+        return fine.sub_(upsample2(coarse))
+
 
 class Decoder(nn.Module):
     """Feature pyramid -> image, coarse to fine: ``F_k = H_k + upsample2(stage(F_{k+1}))``."""
@@ -209,6 +219,23 @@ class _Fold:
     bands: list[torch.Tensor]
     source: torch.Tensor | None = None
     log_share: torch.Tensor | None = None
+
+
+@dataclass
+class _Choice:
+    """A decided (sub-)stack: for every pixel the source chosen so far, and that source's own
+    finest-band features under encoder 1 and encoder 2 (the FAF slot each may enter next;
+    None where a pair never needs it)."""
+
+    slot1: torch.Tensor | None
+    slot2: torch.Tensor | None
+    source: torch.Tensor
+
+
+def _where(
+    condition: torch.Tensor, a: torch.Tensor | None, b: torch.Tensor | None
+) -> torch.Tensor | None:
+    return None if a is None or b is None else torch.where(condition, a, b)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -340,6 +367,11 @@ class PSLPT(nn.Module):
         config = self.config
         return 4 * config.channels * sum(4.0**-level for level in range(config.levels))
 
+    def choice_bytes_per_pixel(self, both_slots: bool = True) -> float:
+        """Bytes per source pixel that :meth:`decide_many` keeps for one (sub-)stack: its
+        finest-band features under one or both encoders, and its source indices."""
+        return 4 * self.config.channels * (2 if both_slots else 1) + 8
+
     @torch.no_grad()
     def fuse_many(
         self,
@@ -453,6 +485,74 @@ class PSLPT(nn.Module):
         fused = self.decoder(root.bands)[..., window[0], window[1]]
         source_map = None if root.source is None else root.source[..., window[0], window[1]]
         return (fused.clamp(0.0, 1.0) if clamp else fused), source_map
+
+    @torch.no_grad()
+    def decide_many(
+        self, sources: Sequence[torch.Tensor], faf_set: int = 1, *, symmetric: bool | None = None
+    ) -> torch.Tensor:
+        """Which source each pixel should be taken from, for a result made of the sources' own
+        pixels (a focus stack): no fused image is decoded.
+
+        Two sources are decided as :meth:`fuse_with_map` decides them (FAF's finest-band
+        weight of ``a`` at least one half), at the cost of the two finest encoder stages and
+        one FAF module. A longer stack is decided in a knockout tree (:func:`fold_tree`): each
+        merge decides between the winners of two sub-stacks, pixel by pixel, comparing their
+        chosen frames' own encoder features, never features already blended by FAF, so every
+        decision is the kind the FAF modules were trained for, however deep in the tree. With
+        ``symmetric`` each merge averages the decision with the sub-stacks in swapped FAF
+        slots (FAF prefers its first slot), so the result barely depends on the frame order;
+        that costs twice the encoding and FAF work. None: symmetric for three or more sources.
+
+        Args:
+            sources: (N, in_channels, H, W) tensors of one shape, each indexed once.
+            faf_set: FAF set, see :meth:`fuse`.
+            symmetric: see above.
+
+        Returns:
+            (N, 1, H, W) int64 source indices.
+        """
+        count = len(sources)
+        if count < 2:
+            raise ValueError(f"a decision needs at least 2 sources, got {count}")
+        if symmetric is None:
+            symmetric = count > 2
+        # Frame 0 gives the shape; it is held only until its leaf is made (as in _fuse_stack).
+        unused_first = [sources[0]]
+        first_shape = unused_first[0].shape
+        _check_source(0, unused_first[0], first_shape, self.config.in_channels)
+        height, width = first_shape[-2:]
+        multiple = self.config.size_multiple
+        finest_faf = self.faf_set(faf_set).bands[0]
+        top, left = ((-height) % multiple) // 2, ((-width) % multiple) // 2
+
+        def leaf(index: int) -> _Choice:
+            frame = unused_first.pop() if index == 0 else sources[index]
+            _check_source(index, frame, first_shape, self.config.in_channels)
+            padded = pad_to_multiple(frame, multiple)[0]
+            # A pair without the swap needs each frame under its own slot's encoder only; in a
+            # longer stack a frame's winners may enter either slot later.
+            slot1 = symmetric or count > 2 or index == 0
+            slot2 = symmetric or count > 2 or index > 0
+            shape = (padded.shape[0], 1, *padded.shape[-2:])
+            return _Choice(
+                self.encoder1.finest_band(padded) if slot1 else None,
+                self.encoder2.finest_band(padded) if slot2 else None,
+                torch.full(shape, index, dtype=torch.int64, device=padded.device),
+            )
+
+        def merge(a: _Choice, b: _Choice) -> _Choice:
+            weight_a = finest_faf.weight(a.slot1, b.slot2)
+            if symmetric:
+                weight_a = 0.5 * (weight_a + 1.0 - finest_faf.weight(b.slot1, a.slot2))
+            take_a = weight_a >= 0.5
+            return _Choice(
+                _where(take_a, a.slot1, b.slot1),
+                _where(take_a, a.slot2, b.slot2),
+                torch.where(take_a, a.source, b.source),
+            )
+
+        root = fold_tree((leaf(index) for index in range(count)), merge)
+        return root.source[..., top : top + height, left : left + width]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -253,33 +253,105 @@ def fuse_tiled(
         return fused.to(home)
     # Small tiles cannot afford the full overlap: keep at least a third of each tile its own.
     overlap = min(overlap, tile_size // 3)
-
-    rows, cols = tile_starts(height, tile_size, overlap), tile_starts(width, tile_size, overlap)
     accumulated = torch.zeros(shape, dtype=torch.float64, device=home)
     weight_sum = torch.zeros((height, width), dtype=torch.float64, device=home)
-    best_weight = None
-    if with_map:
-        best_weight = torch.zeros((height, width), dtype=torch.float64, device=home)
-    total, done = len(rows) * len(cols), 0
-    for top in rows:
-        tile_h = min(tile_size, height)
-        row_weight = _ramp(tile_h, top, tile_size, overlap, height)
-        for left in cols:
-            tile_w = min(tile_size, width)
-            window = (slice(top, top + tile_h), slice(left, left + tile_w))
-            tile, tile_map = fuse(_Windows(frames, *window, device), False)
-            col_weight = _ramp(tile_w, left, tile_size, overlap, width)
-            weight = (row_weight[:, None] * col_weight[None, :]).to(home)
-            accumulated[..., window[0], window[1]] += tile.to(home) * weight
-            weight_sum[window] += weight
-            if source_map is not None and best_weight is not None and tile_map is not None:
-                # The first tile wins a tie, so every pixel gets a source from some tile.
-                heavier = weight > best_weight[window]
-                region = source_map[..., window[0], window[1]]
-                region.copy_(torch.where(heavier, tile_map.to(home), region))
-                best_weight[window] = torch.where(heavier, weight, best_weight[window])
-            done += 1
-            if progress:
-                progress(done, total)
+    map_writer = _MapWriter(source_map) if source_map is not None else None
+    tiles = _tiles(height, width, tile_size, overlap, home)
+    for done, (window, weight, total) in enumerate(tiles, start=1):
+        tile, tile_map = fuse(_Windows(frames, *window, device), False)
+        accumulated[..., window[0], window[1]] += tile.to(home) * weight
+        weight_sum[window] += weight
+        if map_writer is not None and tile_map is not None:
+            map_writer.add(window, weight, tile_map)
+        if progress:
+            progress(done, total)
     fused = (accumulated / weight_sum).to(frames.dtype)
     return fused.clamp(0.0, 1.0) if clamp else fused
+
+
+def decide_tiled(
+    net: PSLPT,
+    sources: Sequence[torch.Tensor] | FrameStack,
+    faf_set: int = 1,
+    *,
+    tile_size: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    progress: Callable[[int, int], None] | None = None,
+    precision: str = "fp32",
+    symmetric: bool | None = None,
+) -> torch.Tensor:
+    """:meth:`PSLPT.decide_many` of images of any size, in overlapping tiles.
+
+    Arguments as :func:`fuse_tiled`; ``symmetric`` as :meth:`PSLPT.decide_many`. Each pixel
+    takes its decision from the tile in which it lies deepest (indices cannot be blended).
+
+    Returns:
+        (N, 1, H, W) int64 source indices on the sources' device.
+    """
+    device = next(net.parameters()).device
+    multiple = net.config.size_multiple
+    frames = sources if isinstance(sources, FrameStack) else TensorFrames(sources)
+    home, shape = frames.device, frames.shape
+    count = len(frames)
+    if symmetric is None:
+        symmetric = count > 2
+
+    def decide(window: tuple[slice, slice]) -> torch.Tensor:
+        with precision_context(precision, device):
+            tiles = _Windows(frames, *window, device)
+            return net.decide_many(tiles, faf_set=faf_set, symmetric=symmetric).to(home)
+
+    if tile_size is None:
+        held = fold_peak_pyramids(count, "tree")
+        choice_bytes = net.choice_bytes_per_pixel(both_slots=symmetric or count > 2)
+        extra = held * choice_bytes - 2 * net.pyramid_bytes_per_pixel
+        tile_size = auto_tile_size(device, multiple, extra_bytes_per_pixel=extra)
+    tile_size = max(multiple, tile_size - tile_size % multiple)
+    height, width = shape[-2:]
+    if height <= tile_size and width <= tile_size:
+        decision = decide((slice(0, height), slice(0, width)))
+        if progress:
+            progress(1, 1)
+        return decision
+    overlap = min(overlap, tile_size // 3)
+    decision = torch.zeros((*shape[:-3], 1, height, width), dtype=torch.int64, device=home)
+    map_writer = _MapWriter(decision)
+    tiles = _tiles(height, width, tile_size, overlap, home)
+    for done, (window, weight, total) in enumerate(tiles, start=1):
+        map_writer.add(window, weight, decide(window))
+        if progress:
+            progress(done, total)
+    return decision
+
+
+def _tiles(
+    height: int, width: int, tile_size: int, overlap: int, device: torch.device
+) -> Iterator[tuple[tuple[slice, slice], torch.Tensor, int]]:
+    """Each tile's window, its (h, w) float64 blending weight, and the number of tiles."""
+    rows, cols = tile_starts(height, tile_size, overlap), tile_starts(width, tile_size, overlap)
+    total = len(rows) * len(cols)
+    tile_h, tile_w = min(tile_size, height), min(tile_size, width)
+    for top in rows:
+        row_weight = _ramp(tile_h, top, tile_size, overlap, height)
+        for left in cols:
+            col_weight = _ramp(tile_w, left, tile_size, overlap, width)
+            window = (slice(top, top + tile_h), slice(left, left + tile_w))
+            yield window, (row_weight[:, None] * col_weight[None, :]).to(device), total
+
+
+class _MapWriter:
+    """Fills a map of source indices tile by tile: each pixel keeps the index of the tile that
+    weighs most there in the blend, since indices cannot be blended."""
+
+    def __init__(self, source_map: torch.Tensor) -> None:
+        self.source_map = source_map
+        self.best_weight = torch.zeros(
+            source_map.shape[-2:], dtype=torch.float64, device=source_map.device
+        )
+
+    def add(self, window: tuple[slice, slice], weight: torch.Tensor, tile_map: torch.Tensor):
+        # The first tile wins a tie, so every pixel gets a source from some tile.
+        heavier = weight > self.best_weight[window]
+        region = self.source_map[..., window[0], window[1]]
+        region.copy_(torch.where(heavier, tile_map.to(region.device), region))
+        self.best_weight[window] = torch.where(heavier, weight, self.best_weight[window])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from fusecli.engine import PSLPT, TensorFrames, fuse_tiled
+from fusecli.engine import PSLPT, ModelConfig, TensorFrames, decide_tiled, fuse_tiled
 from fusecli.engine.model import (
     TREE_MIN_FRAMES,
     first_slot,
@@ -26,6 +26,9 @@ class _ImagePyramid(nn.Module):
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         return [image]
+
+    def finest_band(self, image: torch.Tensor) -> torch.Tensor:
+        return image
 
 
 class _FinestBand(nn.Module):
@@ -47,8 +50,11 @@ class _MaxFaf(nn.Module):
     """Keeps the larger value, so the fused image is the stack's maximum."""
 
     def fuse_with_weight(self, a, b):
-        weight = (a[:, :1] >= b[:, :1]).to(a.dtype)
+        weight = self.weight(a, b)
         return torch.where(weight > 0, a, b), weight
+
+    def weight(self, a, b):
+        return (a[:, :1] >= b[:, :1]).to(a.dtype)
 
     def forward(self, a, b):
         return self.fuse_with_weight(a, b)[0]
@@ -227,3 +233,53 @@ def test_tiles_of_a_frame_stack_are_read_window_by_window() -> None:
     assert {(h, w) for _, h, w in windows} == {(32, 32)}
     with pytest.raises(ValueError, match=r"source 3 is \(1, 1, 9, 9\)"):
         net.fuse_many(_LoggedFrames([*frames[:3], torch.rand(1, 1, 9, 9), frames[4]], []))
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("count", [2, 3, 5, 12])
+def test_decision_of_a_max_selecting_fusion_is_the_argmax(count, symmetric) -> None:
+    net = _stub_net(_MaxFaf())
+    stack = list(torch.rand(count, 1, 1, 21, 35, generator=torch.Generator().manual_seed(count)))
+    for sources in (stack, stack[::-1]):
+        decision = net.decide_many(sources, symmetric=symmetric)
+        assert decision.dtype == torch.int64
+        assert torch.equal(decision, torch.stack(sources).argmax(dim=0))
+
+
+def test_tiled_decision_is_the_argmax() -> None:
+    net = _stub_net(_MaxFaf())
+    stack = list(torch.rand(10, 1, 1, 50, 70, generator=torch.Generator().manual_seed(1)))
+    progress = []
+    decision = decide_tiled(
+        net, TensorFrames(stack), tile_size=32, overlap=8, progress=lambda *p: progress.append(p)
+    )
+    assert torch.equal(decision, torch.stack(stack).argmax(dim=0))
+    assert progress[-1] == (len(progress), len(progress)) and len(progress) > 1
+
+
+SMALL = ModelConfig(channels=8, num_heads=2, depth=1, window_size=4, levels=3)
+
+
+def test_a_pair_is_decided_as_its_fusion_maps_it() -> None:
+    net = PSLPT(SMALL).eval()
+    a, b = torch.rand(2, 1, 1, 30, 45, generator=torch.Generator().manual_seed(3))
+    _, source_map = net.fuse_with_map([a, b])
+    assert torch.equal(net.decide_many([a, b]), source_map)
+    # The finest band and the FAF weight alone are what the full passes compute.
+    image = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(5))
+    for encoder in (net.encoder1, net.encoder2):
+        assert torch.allclose(encoder.finest_band(image), encoder(image)[0], atol=1e-6)
+    features = net.encoder1(image)[0], net.encoder2(image.flip(-1))[0]
+    faf = net.faf1.bands[0]
+    assert torch.equal(faf.weight(*features), faf.fuse_with_weight(*features)[1])
+
+
+def test_a_symmetric_decision_does_not_depend_on_the_frame_order() -> None:
+    # Four frames make a tree that reversing mirrors; every merge weighs both FAF slots alike.
+    net = PSLPT(SMALL).eval()
+    stack = list(torch.rand(4, 1, 1, 32, 40, generator=torch.Generator().manual_seed(4)))
+    forward = net.decide_many(stack)
+    reverse = 3 - net.decide_many(stack[::-1])
+    assert (forward == reverse).float().mean() > 0.999
+    one_sided = net.decide_many(stack, symmetric=False)
+    assert not torch.equal(one_sided, 3 - net.decide_many(stack[::-1], symmetric=False))
