@@ -99,6 +99,11 @@ class TaskSpec:
             (the source each pixel mostly came from, see ``--save-map``), blended over a few
             pixels at the boundaries. For multi-focus, where every pixel is sharp in some
             source and any re-synthesis of it loses detail. Classical methods ignore it.
+        global_view: 0 (the default), or a side in pixels: images larger than that are also
+            fused whole, scaled down to it, and the output's coarse structure comes from that
+            fusion (see :func:`fusecli.engine.tiling.fuse_global_view`). For tasks where
+            the network must judge large regions against each other (which part of a bracket
+            is well exposed), which its windows and training crops see only locally.
     """
 
     name: str
@@ -112,6 +117,7 @@ class TaskSpec:
     default_weights: str = "pslpt-general"
     demo_inputs: Callable[[torch.Tensor], Sequence[torch.Tensor]] | None = None
     compose: str = "network"
+    global_view: int = 0
 
     def __post_init__(self) -> None:
         problems = list(_spec_problems(self))
@@ -146,6 +152,9 @@ class TaskSpec:
         return f"{self.min_inputs} to {self.max_inputs}"
 
 
+MIN_GLOBAL_VIEW = 64
+"""Smallest ``TaskSpec.global_view``: below it the network sees too few pixels to judge."""
+
 COMPOSE_MODES = ("network", "select")
 """How a task's output is made from the network's fusion (see ``TaskSpec.compose``)."""
 
@@ -176,6 +185,13 @@ def _spec_problems(spec: TaskSpec) -> list[str]:
         problems.append("demo_inputs must be None or a function of a scene")
     if spec.compose not in COMPOSE_MODES:
         problems.append(f"compose must be one of {', '.join(COMPOSE_MODES)}, not {spec.compose!r}")
+    view = spec.global_view
+    if (
+        isinstance(view, bool)
+        or not isinstance(view, int)
+        or (view != 0 and view < MIN_GLOBAL_VIEW)
+    ):
+        problems.append(f"global_view must be 0 or a side of at least {MIN_GLOBAL_VIEW} pixels")
     return problems
 
 

@@ -38,6 +38,7 @@ def fuse_pslpt(request: MethodInput) -> torch.Tensor:
             request.task.faf_set,
             tile_size=request.tile_size,
             progress=request.progress,
+            global_view=request.task.global_view,
         )
     return fused.cpu()
 

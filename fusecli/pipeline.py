@@ -278,6 +278,7 @@ def _fuse_and_map(
                 progress=progress,
                 precision=precision,
                 source_map=source_map,
+                global_view=spec.global_view,
             )
         fused = restore_color(fused_y, list(sources), spec.color)
     fused = torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
@@ -856,6 +857,7 @@ def fuse_job(job: FusionJob) -> torch.Tensor:
                     progress=settings["progress"],
                     precision=settings["precision"],
                     source_map=source_map,
+                    global_view=job.spec.global_view,
                 )
             job.source_indices = source_map
         else:

@@ -58,6 +58,9 @@ def test_a_valid_spec_describes_its_inputs() -> None:
         ({"batch_names": (("RGB", "nir"),)}, "lower-case names"),
         ({"default_weights": "../x"}, "default_weights"),
         ({"compose": "pick"}, "compose must be one of network, select"),
+        ({"global_view": 10}, "global_view must be 0 or a side of at least 64 pixels"),
+        ({"global_view": True}, "global_view must be 0"),
+        ({"global_view": 160.0}, "global_view must be 0"),
     ],
 )
 def test_nonsense_is_refused_with_the_reason(changes: dict, fragment: str) -> None:

@@ -40,18 +40,19 @@ def task_rows(catalog: TaskCatalog) -> list[dict[str, object]]:
 
 
 def shared_rules(catalog: TaskCatalog) -> list[str]:
-    """One sentence per group of tasks that run the same FAF set with the same colour rule
-    and output composition.
+    """One sentence per group of tasks that run the same FAF set with the same colour rule,
+    output composition and global view.
 
     Such tasks (today ivf and mmf) fuse alike and differ only in their inputs' names and batch
     folders; users comparing them should hear it rather than guess it from the table.
     """
-    groups: dict[tuple[int, object, str], list[str]] = {}
+    groups: dict[tuple[int, object, str, int], list[str]] = {}
     for name in sorted(catalog.tasks):
         spec = catalog.tasks[name].spec
-        groups.setdefault((spec.faf_set, spec.color, spec.compose), []).append(name)
+        key = (spec.faf_set, spec.color, spec.compose, spec.global_view)
+        groups.setdefault(key, []).append(name)
     sentences = []
-    for (faf_set, color, _), names in groups.items():
+    for (faf_set, color, _, _), names in groups.items():
         if len(names) > 1:
             listed = ", ".join(names[:-1]) + f" and {names[-1]}"
             sentences.append(

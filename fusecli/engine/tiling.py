@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 
 from fusecli.engine.model import PSLPT, fold_peak_pyramids, resolve_order
 from fusecli.engine.precision import precision_context
@@ -188,6 +189,7 @@ def fuse_tiled(
     precision: str = "fp32",
     order: str = "auto",
     source_map: torch.Tensor | None = None,
+    global_view: int = 0,
 ) -> torch.Tensor:
     """Fuse images of any size in overlapping tiles (or at once, when they fit one tile).
 
@@ -210,11 +212,14 @@ def fuse_tiled(
             the index of the source each output pixel mostly came from (see
             :meth:`PSLPT.fuse_with_map`); each pixel takes it from the tile that weighs most
             there in the blend, since indices cannot be blended. None: no map.
+        global_view: when the images' long side exceeds this many pixels, the frames are
+            also fused whole, scaled down to it, and the result's coarse structure (what is
+            coarser than one pixel of that view) is taken from that fusion (see
+            :func:`with_coarse_structure`). 0: never.
 
     Returns:
         (N, 1, H, W) on the sources' device.
     """
-
     device = next(net.parameters()).device
     multiple = net.config.size_multiple
     frames = sources if isinstance(sources, FrameStack) else TensorFrames(sources)
@@ -224,6 +229,14 @@ def fuse_tiled(
             f"source_map must be int64 of shape {tuple(shape)}, "
             f"got {source_map.dtype} {tuple(source_map.shape)}"
         )
+    if global_view and max(shape[-2:]) > global_view:
+        fused = fuse_tiled(
+            net, frames, faf_set, tile_size=tile_size, overlap=overlap, clamp=False,
+            progress=progress, precision=precision, order=order, source_map=source_map,
+        )  # fmt: skip
+        view = fuse_global_view(net, frames, faf_set, global_view, precision=precision, order=order)
+        fused = with_coarse_structure(fused, view.to(home))
+        return fused.clamp(0.0, 1.0) if clamp else fused
     with_map = source_map is not None
 
     def fuse(
@@ -267,6 +280,59 @@ def fuse_tiled(
             progress(done, total)
     fused = (accumulated / weight_sum).to(frames.dtype)
     return fused.clamp(0.0, 1.0) if clamp else fused
+
+
+def fuse_global_view(
+    net: PSLPT,
+    sources: Sequence[torch.Tensor] | FrameStack,
+    faf_set: int,
+    side: int,
+    *,
+    precision: str = "fp32",
+    order: str = "auto",
+) -> torch.Tensor:
+    """The frames fused whole, scaled down so that their long side is ``side`` pixels.
+
+    The network works in windows and learned from crops of about a hundred pixels, so in a
+    large image it decides brightness from a small neighbourhood: a bright sky beside a dark
+    wall each look well exposed on their own. Seen whole at about its training scale, the scene
+    shows which exposure each region should take. Each frame is scaled down (area averaging)
+    when the fold takes it in, one at a time.
+
+    Returns:
+        (N, 1, h, w) float32 on the network's device, unclamped; max(h, w) == side.
+    """
+    device = next(net.parameters()).device
+    frames = sources if isinstance(sources, FrameStack) else TensorFrames(sources)
+    height, width = frames.shape[-2:]
+    scale = side / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    whole = (slice(0, height), slice(0, width))
+
+    class Scaled(Sequence[torch.Tensor]):
+        def __len__(self) -> int:
+            return len(frames)
+
+        def __getitem__(self, index):  # type: ignore[override]
+            frame = frames.window(index, *whole).to(device)
+            return F.interpolate(frame, size=size, mode="area")
+
+    with precision_context(precision, device):
+        view = net.fuse_many(Scaled(), faf_set=faf_set, clamp=False, order=order)
+    return view.float()
+
+
+def with_coarse_structure(fused: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+    """``fused`` with its structure coarser than one pixel of ``view`` replaced by ``view``'s:
+    ``fused - up(down(fused)) + up(view)``, down by area averaging to the view's size, up
+    bilinearly. The detail finer than the view's pixels stays ``fused``'s own."""
+    size = fused.shape[-2:]
+
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+    coarse = F.interpolate(fused, size=view.shape[-2:], mode="area")
+    return fused - up(coarse) + up(view)
 
 
 def decide_tiled(

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fusecli.engine import PSLPT, ModelConfig, auto_tile_size, fuse_tiled, tiling
-from fusecli.engine.tiling import tile_starts
+from fusecli.engine.tiling import fuse_global_view, tile_starts, with_coarse_structure
 
 
 @pytest.mark.parametrize(
@@ -80,3 +80,30 @@ def test_the_automatic_tile_allows_for_a_long_stacks_tree(monkeypatch) -> None:
     assert asked == [pytest.approx(3 * net.pyramid_bytes_per_pixel), 0.0, 0.0]
     cpu, budget = torch.device("cpu"), 2 * 1024**3
     assert real(cpu, 16, budget, extra_bytes_per_pixel=765) < real(cpu, 16, budget)
+
+
+def test_coarse_structure_comes_from_the_view_and_detail_stays() -> None:
+    fused = torch.rand(1, 1, 60, 90, generator=torch.Generator().manual_seed(0))
+    own_view = torch.nn.functional.interpolate(fused, size=(20, 30), mode="area")
+    assert torch.allclose(with_coarse_structure(fused, own_view), fused, atol=1e-6)
+    # A view 0.1 brighter everywhere lifts the whole image by 0.1, and nothing else.
+    assert torch.allclose(with_coarse_structure(fused, own_view + 0.1), fused + 0.1, atol=1e-6)
+
+
+SMALL = ModelConfig(channels=8, num_heads=2, depth=1, window_size=4, levels=3)
+
+
+def test_a_global_view_sets_the_coarse_structure_of_large_images_only() -> None:
+    net = PSLPT(SMALL).eval()
+    a, b = torch.rand(2, 1, 1, 60, 90, generator=torch.Generator().manual_seed(1))
+    plain = fuse_tiled(net, [a, b], clamp=False)
+    # Images within the view are fused as they are.
+    assert torch.equal(fuse_tiled(net, [a, b], clamp=False, global_view=90), plain)
+    with torch.inference_mode():
+        viewed = fuse_tiled(net, [a, b], clamp=False, global_view=45)
+        view = fuse_global_view(net, [a, b], 1, 45)
+        scaled = [torch.nn.functional.interpolate(x, size=(30, 45), mode="area") for x in (a, b)]
+        assert torch.equal(view, net.fuse_many(scaled, clamp=False))
+    assert view.shape == (1, 1, 30, 45)
+    assert torch.allclose(viewed, with_coarse_structure(plain, view), atol=1e-6)
+    assert not torch.allclose(viewed, plain, atol=1e-3)
