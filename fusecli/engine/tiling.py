@@ -415,7 +415,9 @@ class _MapWriter:
             source_map.shape[-2:], dtype=torch.float64, device=source_map.device
         )
 
-    def add(self, window: tuple[slice, slice], weight: torch.Tensor, tile_map: torch.Tensor):
+    def add(
+        self, window: tuple[slice, slice], weight: torch.Tensor, tile_map: torch.Tensor
+    ) -> None:
         # The first tile wins a tie, so every pixel gets a source from some tile.
         heavier = weight > self.best_weight[window]
         region = self.source_map[..., window[0], window[1]]
