@@ -18,7 +18,14 @@ import torch.nn.functional as F
 
 from fusecli.align import FrameMotion, Registration, register_frames
 from fusecli.color import ChromaAccumulator, apply_chroma, luminance, restore_color
-from fusecli.engine import PSLPT, decide_tiled, fuse_tiled, load_weights, shipped_weights_path
+from fusecli.engine import (
+    PSLPT,
+    FrameStack,
+    decide_tiled,
+    fuse_tiled,
+    load_weights,
+    shipped_weights_path,
+)
 from fusecli.engine.precision import resolve_precision
 from fusecli.errors import FuseError, WeightsError
 from fusecli.filters import separable_blur
@@ -253,36 +260,52 @@ def _fuse_and_map(
     """:func:`fuse_sources` once the number of sources is known to suit the task; with
     ``with_map`` also the (1, 1, H, W) index of each pixel's main source."""
     luma = network_inputs(spec, sources)
-    source_map = None
-    if spec.compose == "select":
-        with torch.inference_mode():
-            decision = decide_tiled(
-                net,
-                luma,
-                spec.faf_set,
-                tile_size=tile_size,
-                progress=progress,
-                precision=precision,
-            )
-        source_map = clean_decision(decision)
+    fused_y, source_map = run_network(
+        net, spec, luma, tile_size=tile_size, progress=progress, precision=precision,
+        with_map=with_map,
+    )  # fmt: skip
+    if fused_y is None:
+        assert source_map is not None
+        source_map = clean_decision(source_map)
         fused = select_pixels(sources, source_map)
     else:
-        if with_map:
-            source_map = torch.zeros(luma[0].shape, dtype=torch.int64)
-        with torch.inference_mode():
-            fused_y = fuse_tiled(
-                net,
-                luma,
-                spec.faf_set,
-                tile_size=tile_size,
-                progress=progress,
-                precision=precision,
-                source_map=source_map,
-                global_view=spec.global_view,
-            )
         fused = restore_color(fused_y, list(sources), spec.color)
     fused = torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
     return fused, source_map if with_map else None
+
+
+def run_network(
+    net: PSLPT,
+    spec: TaskSpec,
+    frames: Sequence[torch.Tensor] | FrameStack,
+    *,
+    tile_size: int | None,
+    progress: Progress | None,
+    precision: str,
+    with_map: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """What the network gives a task, from its (1, 1, H, W) network inputs.
+
+    A ``compose="select"`` task gets only the decision (:func:`~fusecli.engine.decide_tiled`,
+    not yet cleaned): ``(None, indices)``. Any other task gets its fused luminance, with the
+    task's global view, and with ``with_map`` the source map: ``(fused, map or None)``.
+    """
+    with torch.inference_mode():
+        if spec.compose == "select":
+            decision = decide_tiled(
+                net, frames, spec.faf_set, tile_size=tile_size, progress=progress,
+                precision=precision,
+            )  # fmt: skip
+            return None, decision
+        source_map = None
+        if with_map:
+            shape = frames.shape if isinstance(frames, FrameStack) else frames[0].shape
+            source_map = torch.zeros(shape, dtype=torch.int64)
+        fused = fuse_tiled(
+            net, frames, spec.faf_set, tile_size=tile_size, progress=progress,
+            precision=precision, source_map=source_map, global_view=spec.global_view,
+        )  # fmt: skip
+        return fused, source_map
 
 
 def source_map_image(indices: torch.Tensor, count: int) -> torch.Tensor:
@@ -833,33 +856,12 @@ def fuse_job(job: FusionJob) -> torch.Tensor:
     if frames is None:
         raise ValueError("fuse_job needs a job read by read_job")
     try:
-        if job.net is not None and job.selects:
-            # Only the decision is needed: no fused luminance is decoded.
-            with torch.inference_mode():
-                job.source_indices = decide_tiled(
-                    job.net,
-                    frames,
-                    job.spec.faf_set,
-                    tile_size=settings["tile_size"],
-                    progress=settings["progress"],
-                    precision=settings["precision"],
-                )
-        elif job.net is not None:
-            source_map = None
-            if settings["source_map"] is not None:
-                source_map = torch.zeros(frames.shape, dtype=torch.int64)
-            with torch.inference_mode():
-                fused_y = fuse_tiled(
-                    job.net,
-                    frames,
-                    job.spec.faf_set,
-                    tile_size=settings["tile_size"],
-                    progress=settings["progress"],
-                    precision=settings["precision"],
-                    source_map=source_map,
-                    global_view=job.spec.global_view,
-                )
-            job.source_indices = source_map
+        if job.net is not None:
+            fused_y, job.source_indices = run_network(
+                job.net, job.spec, frames, tile_size=settings["tile_size"],
+                progress=settings["progress"], precision=settings["precision"],
+                with_map=settings["source_map"] is not None,
+            )  # fmt: skip
         else:
             fused_y = _method_luminance(
                 settings["method"],
