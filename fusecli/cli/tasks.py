@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def task_rows(catalog: TaskCatalog) -> list[dict[str, object]]:
-    """One record per task: name, roles, inputs, FAF set, colour policy, plugin, batch names."""
+    """One record per task: name, roles, inputs, FAF set, colour policy, how the output is
+    composed and the global view (0: none), plugin, batch names."""
     rows = []
     for name in sorted(catalog.tasks):
         task = catalog.tasks[name]
@@ -30,6 +31,8 @@ def task_rows(catalog: TaskCatalog) -> list[dict[str, object]]:
                 "inputs": spec.inputs_text(),
                 "faf_set": spec.faf_set,
                 "colour": spec.colour_text(),
+                "compose": spec.compose,
+                "global_view": spec.global_view,
                 "batch_names": ["/".join(names) for names in spec.batch_names],
                 "plugin": task.plugin,
                 "package": task.package,
