@@ -45,3 +45,11 @@ class RecipeError(FuseError):
 
 class PluginError(FuseError):
     """A task plugin is broken or conflicts with another."""
+
+
+class InternalError(FuseError):
+    """A result only a bug can produce, such as NaN pixels from the network.
+
+    Raised instead of repairing the result, so that a bug in fusecli or a plugin is reported
+    with the inputs that trigger it rather than hidden in a plausible-looking image.
+    """

@@ -43,6 +43,11 @@ PREPROCESSING_STEPS: dict[str, str] = {
 }
 """Named preprocessing an input role can ask for, each turning (1, C, H, W) into (1, 1, H, W)."""
 
+Preprocessing = Callable[["torch.Tensor"], "torch.Tensor"]
+"""A plugin's own preprocessing of one input: (1, C, H, W) float in [0, 1], C 1 or 3, to the
+(1, 1, H, W) float in [0, 1] the network fuses (e.g. log-scaling a SAR image, inverting a
+white-hot thermal palette)."""
+
 RESERVED_NAMES = frozenset(
     {"batch", "tasks", "plugins", "weights", "demo", "train", "eval", "help", "version", "methods"}
 )
@@ -59,13 +64,15 @@ class InputRole:
     Attributes:
         name: short role name, e.g. ``"infrared"``; it names the argument in ``--help``.
         description: one line saying what image the user gives for this role.
-        preprocessing: key of PREPROCESSING_STEPS that turns this input into the
-            network's single channel (default: luminance, Y of YCbCr).
+        preprocessing: how this input becomes the network's single channel: a key of
+            PREPROCESSING_STEPS (default: luminance, Y of YCbCr; a grey input is used as it
+            is), or a :data:`Preprocessing` function of the plugin's own, which gets every
+            input, grey or colour.
     """
 
     name: str
     description: str
-    preprocessing: str = "luminance"
+    preprocessing: str | Preprocessing = "luminance"
 
 
 @dataclass(frozen=True)
@@ -225,9 +232,11 @@ def _role_problems(spec: TaskSpec) -> list[str]:
             problems.append(f"role name {role.name!r} must be lower-case words")
         if not isinstance(role.description, str) or not role.description.strip():
             problems.append(f"role {role.name!r} needs a one-line description")
-        if role.preprocessing not in PREPROCESSING_STEPS:
+        if not callable(role.preprocessing) and role.preprocessing not in PREPROCESSING_STEPS:
             known = ", ".join(PREPROCESSING_STEPS)
-            problems.append(f"role {role.name!r}: unknown preprocessing (known: {known})")
+            problems.append(
+                f"role {role.name!r}: unknown preprocessing (known: {known}, or a function)"
+            )
     return problems
 
 

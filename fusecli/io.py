@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import os
 import struct
-import warnings
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -459,21 +459,40 @@ def _quiet_tifffile() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
-@contextmanager
-def _without_pillow_limit() -> Iterator[None]:
-    """Turn off Pillow's own bomb check: ours (configurable) has run on the header already.
+class _PillowLimitOff:
+    """Turns off Pillow's own bomb check while any thread reads: ours (configurable) has run on
+    the header already.
 
     Otherwise an image between Pillow's 179 megapixels and our limit would be refused with a
-    misleading "not readable" message.
+    misleading "not readable" message. The limit is one global of Pillow's, and readers run in
+    threads (``fuse batch`` reads the next pair while it fuses): saving and restoring it per
+    read would let one thread restore the limit while another is still decoding, or leave it
+    off for good. So the first reader turns it off and the last one out puts it back. With the
+    limit off, Pillow does not warn either.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._saved: int | None = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._readers == 0:
+                self._saved = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None
+            self._readers += 1
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS = previous
+            with self._lock:
+                self._readers -= 1
+                if self._readers == 0:
+                    Image.MAX_IMAGE_PIXELS = self._saved
+
+
+_without_pillow_limit = _PillowLimitOff()
 
 
 def _apply_colormap(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:

@@ -27,10 +27,10 @@ from fusecli.engine import (
     shipped_weights_path,
 )
 from fusecli.engine.precision import resolve_precision
-from fusecli.errors import FuseError, WeightsError
+from fusecli.errors import FuseError, InternalError, PluginError, WeightsError
 from fusecli.filters import separable_blur
 from fusecli.frame_store import LuminanceStore
-from fusecli.hookspecs import MethodInput, MethodSpec, TaskSpec
+from fusecli.hookspecs import MethodInput, MethodSpec, Preprocessing, TaskSpec
 from fusecli.imagefiles import writable_name
 from fusecli.io import (
     LoadedImage,
@@ -142,7 +142,10 @@ def network_inputs(spec: TaskSpec, sources: Sequence[torch.Tensor]) -> list[torc
 
 def network_input(spec: TaskSpec, index: int, source: torch.Tensor) -> torch.Tensor:
     """:func:`network_inputs` of source ``index`` alone: (1, C, H, W) -> (1, 1, H, W)."""
-    step = spec.role_of(index).preprocessing
+    role = spec.role_of(index)
+    step = role.preprocessing
+    if callable(step):
+        return _plugin_preprocessed(spec, role.name, step, source)
     if source.shape[1] == 1:
         return source
     if step == "luminance":
@@ -150,6 +153,37 @@ def network_input(spec: TaskSpec, index: int, source: torch.Tensor) -> torch.Ten
     if step == "channel_mean":
         return source.mean(dim=1, keepdim=True)
     raise AssertionError(f"unknown preprocessing {step!r}")  # TaskSpec validation prevents it
+
+
+# How far outside [0, 1] a plugin's preprocessing may round before its result counts as wrong.
+_SLACK = 1e-4
+
+
+def _plugin_preprocessed(
+    spec: TaskSpec, role: str, step: Preprocessing, source: torch.Tensor
+) -> torch.Tensor:
+    """A plugin's own preprocessing of one source, checked against the contract.
+
+    Raises:
+        PluginError: it returned something other than (1, 1, H, W) floats in [0, 1].
+    """
+    expected = (1, 1, *source.shape[-2:])
+    result = step(source)
+    if not isinstance(result, torch.Tensor):
+        problem = f"a {type(result).__name__}"
+    elif tuple(result.shape) != expected or not result.is_floating_point():
+        problem = f"a {result.dtype} tensor of shape {tuple(result.shape)}"
+    elif not bool(torch.isfinite(result).all()):
+        problem = "NaN or infinite values"
+    elif not -_SLACK <= float(result.min()) <= float(result.max()) <= 1 + _SLACK:
+        problem = f"values from {float(result.min()):.4g} to {float(result.max()):.4g}"
+    else:
+        return result.to(source.dtype).clamp(0.0, 1.0)
+    raise PluginError(
+        f"the preprocessing of task {spec.name!r}, input {role!r}, returned {problem}; "
+        f"it must return a float tensor of shape {expected} in [0, 1]",
+        remedy="fix the task's plugin or report it to its authors",
+    )
 
 
 def check_input_count(spec: TaskSpec, count: int) -> None:
@@ -270,8 +304,8 @@ def _fuse_and_map(
         fused = select_pixels(sources, source_map)
     else:
         fused = restore_color(fused_y, list(sources), spec.color)
-    fused = torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
-    return fused, source_map if with_map else None
+    fused = finished_output(fused, f"the {len(sources)} sources of task {spec.name!r}")
+    return fused.cpu(), source_map if with_map else None
 
 
 def run_network(
@@ -400,7 +434,35 @@ def fuse_with_method(
         progress=progress,
     )
     fused = restore_color(fused_y, [s.cpu() for s in sources], spec.color)
-    return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0)
+    return finished_output(fused, f"the {len(sources)} sources of task {spec.name!r}", method)
+
+
+def finished_output(
+    fused: torch.Tensor, sources: str, method: MethodSpec | None = None
+) -> torch.Tensor:
+    """A fused image clamped to [0, 1], after checking that every pixel is a number.
+
+    Rounding may take a pixel a little outside [0, 1]; NaN or infinity only comes from a bug
+    (in the engine, a fusion method or a plugin's preprocessing). It is reported, never
+    replaced by a plausible value that would hide it.
+
+    Args:
+        fused: the fused image.
+        sources: the inputs, as the error names them (file names, or a description).
+        method: the fusion method that made it, or None for the network.
+
+    Raises:
+        InternalError: some pixel is NaN or infinite.
+    """
+    if not bool(torch.isfinite(fused).all()):
+        maker = "the network" if method is None else f"fusion method {method.name!r}"
+        bad = int((~torch.isfinite(fused)).sum())
+        raise InternalError(
+            f"{maker} produced {bad} NaN or infinite pixel value(s) fusing {sources}",
+            remedy="this is a bug; please report it with these input images",
+            hint="internal",
+        )
+    return fused.clamp(0.0, 1.0)
 
 
 def _method_luminance(
@@ -882,7 +944,8 @@ def fuse_job(job: FusionJob) -> torch.Tensor:
     else:
         fused = apply_chroma(fused_y, job.chroma)
     job.chroma = None
-    return torch.nan_to_num(fused, nan=0.0).clamp(0.0, 1.0).cpu()
+    sources = ", ".join(path.name for path in job.paths)
+    return finished_output(fused, sources, settings["method"]).cpu()
 
 
 SELECT_MAJORITY = 15

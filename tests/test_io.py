@@ -498,3 +498,25 @@ def test_sniff_format_knows_each_signature() -> None:
     assert sniff_format(b"MM\x00*") == sniff_format(b"II*\x00") == ".tif"
     assert sniff_format(b"BM\x00\x00") == ".bmp"
     assert sniff_format(b"hello") is None
+
+
+def test_reading_in_threads_keeps_pillows_limit_for_everyone_else(tmp_path, monkeypatch) -> None:
+    # Readers turn Pillow's global bomb limit off while they decode (ours runs first). Threads
+    # read at once in fuse batch: none may find the limit back on mid-read, and once all are
+    # done it must be what it was. A limit below these images makes either mistake fail.
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    paths = []
+    for index, fmt in enumerate(("png", "jpg", "bmp", "tif") * 2):
+        path = tmp_path / f"{index}.{fmt}"
+        Image.fromarray(np.full((48, 64, 3), (index * 20, 90, 200), np.uint8)).save(path)
+        paths.append(path)
+
+    def read_many(path):
+        return [read_image(path).pixels.shape for _ in range(15)]
+
+    with ThreadPoolExecutor(8) as pool:
+        shapes = [shape for shapes in pool.map(read_many, paths) for shape in shapes]
+    assert shapes == [(1, 3, 48, 64)] * 120
+    assert Image.MAX_IMAGE_PIXELS == 500

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from fusecli import pipeline
+from fusecli.color import ColorPolicy, luminance
 from fusecli.engine import PSLPT, decide_tiled, save_weights
-from fusecli.errors import FuseError, ImageWriteError, WeightsError
+from fusecli.errors import FuseError, ImageWriteError, PluginError, WeightsError
+from fusecli.hookspecs import InputRole, TaskSpec
 from fusecli.io import read_image, write_image
 from fusecli.plugins import load_catalog
 
@@ -106,6 +108,33 @@ def test_every_registered_task_fuses_a_small_random_input(name: str) -> None:
     assert fused.shape[0] == 1 and fused.shape[-2:] == (19, 23) and fused.shape[1] in (1, 3)
     assert not torch.isnan(fused).any()
     assert float(fused.min()) >= 0.0 and float(fused.max()) <= 1.0
+
+
+EDGE_CASES = {
+    "black": lambda shape: torch.zeros(shape),
+    "white": lambda shape: torch.ones(shape),
+    "grey": lambda shape: torch.full(shape, 0.5),
+    "noise": lambda shape: torch.rand(shape),
+    "one bright pixel": lambda shape: torch.zeros(shape).index_fill_(-1, torch.tensor([3]), 1.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+@pytest.mark.parametrize("name", sorted(CATALOG.tasks))
+def test_the_shipped_weights_give_numbers_for_extreme_valid_inputs(name: str, case: str) -> None:
+    # finished_output refuses NaN instead of hiding it, so valid inputs must never make any:
+    # flat images (zero variance in every normalisation), saturated ones, and a size past the
+    # task's global view so that path runs too.
+    spec = CATALOG.get(name).spec
+    net, _ = pipeline.open_network(spec)
+    side = max(spec.global_view + 9, 19)
+    torch.manual_seed(0)
+    sources = [
+        EDGE_CASES[case]((1, 3 if i == 0 else 1, side, side + 4)) for i in range(spec.min_inputs)
+    ]
+    with torch.no_grad():
+        fused = pipeline.fuse_sources(net, spec, sources)  # raises InternalError on NaN
+    assert fused.shape[-2:] == (side, side + 4)
 
 
 @pytest.mark.parametrize("name", sorted(CATALOG.tasks))
@@ -233,3 +262,47 @@ def test_multi_focus_output_is_made_of_its_sources_pixels(tmp_path: Path, weight
     assert (fused >= torch.minimum(a, b) - 1e-6).all() and (
         fused <= torch.maximum(a, b) + 1e-6
     ).all()
+
+
+def _task_preprocessed_by(step) -> TaskSpec:
+    return TaskSpec(
+        name="custom",
+        help="a task with its own preprocessing",
+        roles=(InputRole("odd", "odd image", preprocessing=step), InputRole("plain", "image")),
+        faf_set=2,
+        color=ColorPolicy(mode="chroma_from", source=1),
+    )
+
+
+def test_a_plugins_preprocessing_gets_grey_and_colour_inputs() -> None:
+    seen = []
+
+    def log_scaled(image: torch.Tensor) -> torch.Tensor:
+        seen.append(image.shape[1])
+        return torch.log1p(255 * image.mean(dim=1, keepdim=True)) / torch.log1p(torch.tensor(255.0))
+
+    spec = _task_preprocessed_by(log_scaled)
+    for channels in (1, 3):
+        source = torch.rand(1, channels, 8, 10)
+        expected = log_scaled(source)
+        assert torch.equal(pipeline.network_input(spec, 0, source), expected)
+    assert seen == [1, 1, 3, 3]
+    assert torch.equal(pipeline.network_input(spec, 1, source), luminance(source))
+
+
+@pytest.mark.parametrize(
+    ("step", "says"),
+    [
+        (lambda image: image, "shape (1, 3, 8, 10)"),
+        (lambda image: image[:, :1] * 2, "values from"),
+        (lambda image: image[:, :1] / 0, "NaN or infinite"),
+        (lambda image: image[:, :1].numpy(), "a ndarray"),
+        (lambda image: (image[:, :1] * 255).to(torch.uint8), "torch.uint8"),
+    ],
+)
+def test_a_plugins_preprocessing_that_breaks_the_contract_is_named(step, says) -> None:
+    with pytest.raises(PluginError) as caught:
+        pipeline.network_input(_task_preprocessed_by(step), 0, torch.rand(1, 3, 8, 10) + 0.01)
+    message = str(caught.value)
+    assert "task 'custom', input 'odd'" in message and says in message
+    assert "(1, 1, 8, 10) in [0, 1]" in message

@@ -29,6 +29,8 @@ HINTS: dict[str, str] = {
     "init": "run the previous stage first or pass --init WEIGHTS",
     "resume": "pass --resume to continue it or choose another folder with -o",
     "no-resume": "start without --resume or give the run's folder with -o",
+    "internal": "this is a bug in fusecli or the task's plugin: please report it with the input "
+    "images and what `--debug` prints",
     "source-map-method": "leave out --method (a source map needs the network) or --save-map",
 }
 

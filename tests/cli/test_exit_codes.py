@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -86,3 +87,30 @@ def test_a_task_of_a_disabled_plugin_names_the_plugin(monkeypatch) -> None:
     assert result.exit_code == EXIT_USAGE and len(lines) == 1
     assert lines[0].startswith("error: task mef is provided by plugin mef (fusecli ")
     assert "disabled by FUSECLI_DISABLE_PLUGINS" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["ivf", "batch"])
+def test_nan_from_the_network_is_an_internal_error_naming_the_inputs(
+    tmp_path, monkeypatch, command
+) -> None:
+    # A bug that makes NaN must not be painted over with black pixels (issue 19).
+    def broken_network(net, spec, frames, **options):
+        return torch.full((1, 1, 16, 16), float("nan")), None
+
+    monkeypatch.setattr(pipeline, "run_network", broken_network)
+    (tmp_path / "in").mkdir()
+    ir, vi = _image(tmp_path / "in" / "ir.png"), _image(tmp_path / "in" / "vi.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    if command == "batch":
+        args = ["batch", str(tmp_path / "in"), "--task", "ivf", "-o", str(out)]
+    else:
+        args = ["ivf", str(ir), str(vi), "-o", str(out / "o.png")]
+    result = runner.invoke(build_app(), args)
+    # fuse batch reports a failed pair on its own line and goes on with the next one.
+    prefix = "failed: " if command == "batch" else "error: "
+    lines = [line for line in _error_lines(result.output) if line.startswith(prefix)]
+    assert result.exit_code == EXIT_FAILED
+    assert len(lines) == 1 and "NaN" in lines[0] and "ir.png, vi.png" in lines[0]
+    assert "bug" in lines[0] and "--debug" in lines[0]
+    assert not list(out.iterdir())

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 from typer.testing import CliRunner
 
 from fusecli import pipeline
@@ -173,8 +174,34 @@ def test_a_third_party_plugin_package_adds_a_working_task(tmp_path: Path, weight
     assert read_image(out).pixels.shape == (1, 3, 32, 48)
 
 
-@pytest.mark.data
-@pytest.mark.slow
+def test_a_plugins_own_preprocessing_feeds_the_network(tmp_path: Path, weights: Path) -> None:
+    # The README's black-hot example, verbatim, fuses what `fuse ivf` fuses from the same
+    # thermal image inverted to white-hot (8-bit grey: the inversion is exact).
+    readme = (REPO_ROOT / "plugins" / "README.md").read_text()
+    block = readme.split("```python\n# fusecli_blackhot/__init__.py\n", 1)[1].split("```", 1)[0]
+    site = make_plugin_distribution(
+        tmp_path / "site", dist="fusecli-blackhot", module="fusecli_blackhot", source=block
+    )
+    black_hot = _image(tmp_path / "thermal.png", 1, seed=3)
+    white_hot = tmp_path / "white.png"
+    write_image(white_hot, 1.0 - read_image(black_hot).pixels, bit_depth=8)
+    visible = _image(tmp_path / "visible.png", 3, seed=5)
+    env = {k: v for k, v in os.environ.items() if k != "FUSECLI_DISABLE_PLUGIN_AUTOLOAD"}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO_ROOT)])
+    code = "from fusecli.cli.main import main; main()"
+    outputs = []
+    for task, thermal in (("ivf-blackhot", black_hot), ("ivf", white_hot)):
+        out = tmp_path / f"{task}.png"
+        args = [task, str(thermal), str(visible), "-o", str(out), "--weights", str(weights)]
+        run = subprocess.run(
+            [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        outputs.append(read_image(out).pixels)
+    assert outputs[0].shape == (1, 3, 32, 48)
+    assert torch.equal(outputs[0], outputs[1])
+
+
 def test_medical_pair_from_shared_data(data_dir: Path, tmp_path: Path, weights: Path) -> None:
     pairs = data_dir / "mmf" / "mri-ct"
     stem = sorted(p.name for p in (pairs / "mri").iterdir())[0]
