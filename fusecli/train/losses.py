@@ -89,6 +89,12 @@ class LossWeights:
     mef_l1_weight: float = 0.0
     mef_ssim_weight: float = 0.0
 
+    def __post_init__(self) -> None:
+        # A negative weight would reward the error its term measures.
+        negative = [f"{name}={value}" for name, value in vars(self).items() if value < 0]
+        if negative:
+            raise ValueError(f"loss weights must be >= 0, got {', '.join(negative)}")
+
     def with_overrides(self, overrides: Mapping[str, float]) -> LossWeights:
         """These weights with some replaced by name (a stage's or a pair folder's overrides).
 
@@ -119,7 +125,8 @@ UNSUPERVISED_LOSS_KEYS = frozenset(
 
 
 def check_overrides(overrides: Mapping[str, object], known: frozenset[str]) -> list[str]:
-    """Every problem of a mapping of loss-weight overrides: unknown names, values not numbers."""
+    """Every problem of a mapping of loss-weight overrides: unknown names, values that are not
+    numbers or are negative."""
     problems = []
     if set(overrides) - known:
         problems.append(
@@ -128,6 +135,8 @@ def check_overrides(overrides: Mapping[str, object], known: frozenset[str]) -> l
     for key, value in overrides.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append(f"loss.{key} must be a number, got {value!r}")
+        elif value < 0:
+            problems.append(f"loss.{key} must be >= 0, got {value!r}")
     return problems
 
 

@@ -237,6 +237,18 @@ class StageConfig:
             problems.append("a stage needs batch_mff + batch_mef >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must be 0 (off) or lie in (0, 1), got {self.ema_decay}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if not 0.0 < self.lr_decay_factor <= 1.0:
+            problems.append(f"lr_decay_factor must lie in (0, 1], got {self.lr_decay_factor}")
+        if any(point < 1 for point in self.lr_decay_at):
+            problems.append(f"lr_decay_at points must be >= 1, got {list(self.lr_decay_at)}")
+        if min(self.batch_mff, self.batch_mef, self.batch_unlabeled) < 0:
+            problems.append("batch_mff, batch_mef and batch_unlabeled must be >= 0")
+        if not self.grad_clip >= 0:
+            problems.append(f"grad_clip must be >= 0 (0: no clipping), got {self.grad_clip}")
+        if not self.grad_clip_norm > 0:
+            problems.append(f"grad_clip_norm must be > 0 (1, 2 or inf), got {self.grad_clip_norm}")
         _raise_problems(problems + check_overrides(self.loss, LOSS_KEYS))
 
     @property

@@ -112,15 +112,17 @@ def test_every_problem_of_every_section_is_reported_at_once(tmp_path):
     path = _write(
         tmp_path,
         "model: {channels: 50, num_heads: 4, levels: 0, colour: 1}\n"  # line 1: three problems
-        "loss: {mef_weight: heavy, ssim: 1.0}\n"  # line 2: two problems
+        "loss: {mef_weight: heavy, ssim: 1.0, texture_weight: -1}\n"  # line 2: three problems
         "stage1:\n"
         "  lr: fast\n"  # line 4: a wrong type does not hide the range errors below
         "  crop_labeled: 50\n"
         "  faf_set: 3\n"
-        "  loss: {ssim_weight: x}\n"
+        "  loss: {ssim_weight: x, intensity_weight: -2}\n"
+        "  grad_clip: -1\n"
+        "  lr_decay_factor: 2\n"
         "data:\n"
         "  unlabeled:\n"
-        "    - {path: p, repeat: 0, loss: {mef_weight: 1.0}}\n",  # line 10: two problems
+        "    - {path: p, repeat: 0, loss: {mef_weight: 1.0}}\n",  # line 12: two problems
     )
     with pytest.raises(RecipeError) as err:
         Recipe.from_file(path)
@@ -131,12 +133,16 @@ def test_every_problem_of_every_section_is_reported_at_once(tmp_path):
         "model (line 1): levels, depth and window_size must be at least 1",
         "loss.mef_weight (line 2) must be a number",
         "loss.ssim (line 2) is not a known key",
+        "loss (line 2): loss weights must be >= 0, got texture_weight=-1.0",
         "stage1.lr (line 4) must be a number",
         "stage1 (line 3): crop_labeled must be a positive multiple of 16",
         "stage1 (line 3): faf_set must be 1 or 2",
         "stage1 (line 3): loss.ssim_weight must be a number",
-        "data.unlabeled.0 (line 10): repeat must be a whole number",
-        "data.unlabeled.0 (line 10): loss has unknown keys ['mef_weight']",
+        "stage1 (line 3): loss.intensity_weight must be >= 0, got -2",
+        "stage1 (line 3): grad_clip must be >= 0",
+        "stage1 (line 3): lr_decay_factor must lie in (0, 1], got 2.0",
+        "data.unlabeled.0 (line 12): repeat must be a whole number",
+        "data.unlabeled.0 (line 12): loss has unknown keys ['mef_weight']",
     ]
     for problem in expected:
         assert problem in msg
