@@ -237,8 +237,8 @@ class StageConfig:
             problems.append("a stage needs batch_mff + batch_mef >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must be 0 (off) or lie in (0, 1), got {self.ema_decay}")
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
+        if not self.lr >= 0:  # 0 runs a stage without moving the weights (validation, export)
+            problems.append(f"lr must be >= 0, got {self.lr}")
         if not 0.0 < self.lr_decay_factor <= 1.0:
             problems.append(f"lr_decay_factor must lie in (0, 1], got {self.lr_decay_factor}")
         if any(point < 1 for point in self.lr_decay_at):
