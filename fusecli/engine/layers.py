@@ -145,6 +145,13 @@ def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.T
 
 @_constant_cache
 def _plane_index_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    if height % window or width % window:
+        # The windows would miss the last rows or columns, and the inverse index (which puts
+        # planes back into the grid) would leave those tokens as uninitialised memory.
+        raise ValueError(
+            f"a {height}x{width} token grid is not a whole number of {window}x{window} windows; "
+            "pad it first (PSLPT.fuse and the tiling do)"
+        )
     offsets = torch.arange(window)
     rows = (torch.arange(0, height, window)[:, None] + offsets + shift) % height
     cols = (torch.arange(0, width, window)[:, None] + offsets + shift) % width

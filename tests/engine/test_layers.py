@@ -19,7 +19,7 @@ from fusecli.engine.layers import (
     reflect_pad,
     window_partition,
 )
-from fusecli.engine.model import _stem_conv
+from fusecli.engine.model import PSLPT, _stem_conv
 
 DIM, HEADS, WINDOW, MLP_RATIO, CPB_HIDDEN = 48, 6, 2, 3.0, 64
 
@@ -184,3 +184,11 @@ def test_stem_conv_as_matrix_product_equals_conv2d(in_channels) -> None:
     out = _stem_conv(conv, padded)
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(out, F.conv2d(padded, conv.weight), atol=1e-5)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_grid_that_is_no_whole_number_of_windows_is_refused(grad) -> None:
+    # 30 px is 15 px at the second level: windows of 2 would miss a row and a column, and
+    # putting the planes back would leave those tokens as whatever memory held before.
+    with torch.set_grad_enabled(grad), pytest.raises(ValueError, match="pad it first"):
+        PSLPT().encoder1(torch.rand(1, 1, 30, 30))
