@@ -23,7 +23,9 @@ pair is fused by every method that applies to its task and scored with `fuse eva
   it is the shipped model by construction;
 - ours: the shipped weights (or every `--weights` file: the same recipe trained with different
   seeds), exactly as `fuse <task>` runs them. With two or more files the table gives their mean
-  and their spread (max - min); stage1 is derived from the first file.
+  and their spread (max - min); stage1 is derived from the first file. Files that give identical
+  results on a task (seeds of stage 2 alone, on the set-1 tasks MFF and MEF) have no spread
+  there: it is unknown, not zero.
 
 average, laplacian, guided and the network fuse the single-channel inputs the task plugin
 prepares and get their colour back through the plugin's colour policy; the external tools take
@@ -342,11 +344,16 @@ class Stat:
 
     Attributes:
         mean: metric -> value.
-        spread: metric -> max - min over the weights files; None with one file (unknown).
+        spread: metric -> max - min over the weights files; None when unknown: one file, or
+            files that run the same network on this task (``shared``).
+        shared: several weights files gave identical results here. Seeds of stage 2 alone
+            differ only in FAF set 2, so on MFF and MEF (set 1) they are one network, and a
+            spread of zero would make every lead count.
     """
 
     mean: dict[str, float]
     spread: dict[str, float] | None = None
+    shared: bool = False
 
 
 def summarise(values: dict[str, dict[str, float]], seeds: Sequence[str]) -> dict[str, Stat]:
@@ -368,7 +375,8 @@ def summarise(values: dict[str, dict[str, float]], seeds: Sequence[str]) -> dict
         if len(per_seed) > 1
         else None
     )
-    stats["ours"] = Stat(mean, spread)
+    shared = spread is not None and not any(spread.values())
+    stats["ours"] = Stat(mean, None if shared else spread, shared)
     return stats
 
 
@@ -389,6 +397,7 @@ class Comparison:
     spread: float | None
     tool: str
     tool_value: float
+    shared: bool = False
 
     @property
     def margin(self) -> float:
@@ -412,6 +421,7 @@ class Comparison:
 
     def text(self) -> str:
         spread = "spread unknown" if self.spread is None else f"spread {self.spread:.4f}"
+        why = "the weights files share this task's network" if self.shared else "one weights file"
         against = f"{self.tool} {self.tool_value:.4f}"
         what = {
             "wins": f"**wins** by {self.margin:.4f}, more than the {spread}",
@@ -420,8 +430,8 @@ class Comparison:
                 f"{'ahead' if self.margin > 0 else 'behind'} by {abs(self.margin):.4f}, within "
                 f"the {spread}: not a lead"
             ),
-            "ahead": f"ahead by {self.margin:.4f} ({spread}: one weights file)",
-            "behind": f"**behind** by {-self.margin:.4f} ({spread}: one weights file)",
+            "ahead": f"ahead by {self.margin:.4f} ({spread}: {why})",
+            "behind": f"**behind** by {-self.margin:.4f} ({spread}: {why})",
         }[self.state]
         return f"{self.metric} {self.ours:.4f} against {against}: {what}"
 
@@ -431,9 +441,12 @@ def compare(stats: dict[str, Stat], task: str, rivals: Sequence[str]) -> list[Co
     comparisons = []
     for metric in PRIMARY[task]:
         best = max(rivals, key=lambda method: stats[method].mean[metric])
-        spread = None if stats["ours"].spread is None else stats["ours"].spread[metric]
+        ours = stats["ours"]
+        spread = None if ours.spread is None else ours.spread[metric]
         comparisons.append(
-            Comparison(metric, stats["ours"].mean[metric], spread, best, stats[best].mean[metric])
+            Comparison(
+                metric, ours.mean[metric], spread, best, stats[best].mean[metric], ours.shared
+            )
         )
     return comparisons
 
@@ -707,7 +720,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     blocks, pooled = table_blocks(results, sets, tools, seeds)
     weights_text = ", ".join(f"`{w.name}` (sha256 {d[:12]})" for w, d in zip(weights, digests))
     spread_text = (
-        f"ours: mean of {len(weights)} weights files, [spread] = max - min over them"
+        f"ours: mean of {len(weights)} weights files, [spread] = max - min over them (none"
+        " where the files run the same network on a task, as stage-2 seeds do on MFF and MEF)"
         if len(weights) > 1
         else "one weights file, so the seed spread is unknown"
     )

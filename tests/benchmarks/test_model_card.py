@@ -131,6 +131,24 @@ def test_ours_is_the_mean_over_seeds_with_its_spread() -> None:
     assert summarise({"ours": {"Qabf": 0.7}}, ["ours"])["ours"].spread is None
 
 
+def test_seeds_that_share_a_task_network_give_no_spread_on_it() -> None:
+    # Two stage-2 seeds differ only in FAF set 2: on MFF and MEF they are one network, and a
+    # spread of zero there would turn every lead into a win.
+    values = {
+        "guided": {"Qabf": 0.69, "Qcb": 0.60, "FMI": 0.88},
+        "ours": {"Qabf": 0.70, "Qcb": 0.61, "FMI": 0.89},
+    }
+    values["ours-2"] = dict(values["ours"])
+    stats = summarise(values, ["ours", "ours-2"])
+    assert stats["ours"].spread is None and stats["ours"].shared
+    found = compare(stats, "mff", ["guided"])
+    assert {c.state for c in found} == {"ahead"}
+    assert "the weights files share this task's network" in found[0].text()
+    # One metric equal by chance is not a shared network.
+    values["ours-2"] = {"Qabf": 0.70, "Qcb": 0.62, "FMI": 0.89}
+    assert not summarise(values, ["ours", "ours-2"])["ours"].shared
+
+
 def test_a_lead_within_the_seed_spread_is_not_a_lead() -> None:
     assert Comparison("Qabf", 0.70, 0.01, "guided", 0.68).state == "wins"
     assert Comparison("Qabf", 0.70, 0.03, "guided", 0.68).state == "within spread"
