@@ -454,9 +454,10 @@ def finished_output(
     Raises:
         InternalError: some pixel is NaN or infinite.
     """
-    if not bool(torch.isfinite(fused).all()):
+    finite = torch.isfinite(fused)
+    if not bool(finite.all()):
         maker = "the network" if method is None else f"fusion method {method.name!r}"
-        bad = int((~torch.isfinite(fused)).sum())
+        bad = int((~finite).sum())
         raise InternalError(
             f"{maker} produced {bad} NaN or infinite pixel value(s) fusing {sources}",
             remedy="this is a bug; please report it with these input images",
