@@ -725,6 +725,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(weights) > 1
         else "one weights file, so the seed spread is unknown"
     )
+    stage1_text = (
+        f"stage1 from `{args.stage1.name}`"
+        if args.stage1
+        else "stage1: the first file with FAF set 1 on every task"
+    )
     colour_text = {
         "channels": "colour results scored per channel and averaged, as VIFB and MEFB do",
         "gray": "every result scored on its greyscale (rgb2gray) version",
@@ -733,8 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         [
             markdown_table(blocks),
             "",
-            f"Weights: {weights_text}; recipe `{args.recipe.name}`; {spread_text}; stage1 from "
-            f"the first file; {colour_text}; bold: best mean. Produced by "
+            f"Weights: {weights_text}; recipe `{args.recipe.name}`; {spread_text}; {stage1_text};"
+            f" {colour_text}; bold: best mean. Produced by "
             f"`python benchmarks/model_card.py`.",
             "",
             "Tools (average, laplacian, guided and the network fuse luminance and take colour"
