@@ -16,9 +16,11 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
 def test_shipped_recipes_load(name):
     recipe = Recipe.from_file(RECIPES / name)
-    # Stage 1's supervised crops go through set 1 (MFF/MEF); stage 2 refits set 2 alone.
-    assert recipe.stage1.faf_set_labeled == 1 and recipe.stage2.faf_set == 2
-    assert recipe.stage2.train == ("faf2",)
+    # Stage 1's supervised crops go through set 1 (MFF/MEF); stage 2, where a recipe has one,
+    # refits set 2 alone.
+    assert recipe.stage1.faf_set_labeled == 1
+    if recipe.stage2.enabled:
+        assert recipe.stage2.faf_set == 2 and recipe.stage2.train == ("faf2",)
     assert Recipe.from_dict(recipe_to_dict(recipe)) == recipe
 
 
@@ -29,6 +31,23 @@ def test_long_recipe_trains_the_whole_network_on_every_task_in_stage_1():
     assert r.stage1.batch_unlabeled > 0 and r.stage1.crop_labeled == 128
     assert any(p.path.startswith("harvard/") for p in r.data.unlabeled)
     assert r.stage1.grad_clip >= 0.1  # not the 1e-4 that starved Adam (recipe header)
+
+
+def test_mef_recipes_draw_brackets_that_may_hold_the_well_exposed_frame():
+    # Brackets whose frames are both >= 1 stop off taught the network to take its brightness
+    # from between them and wash out real brackets with one right frame (recipe headers).
+    long_run, continued = (
+        Recipe.from_file(RECIPES / n) for n in ("cpu_long.yaml", "cpu_long_mef.yaml")
+    )
+    refit = Recipe.from_file(RECIPES / "cpu_mef_refit.yaml")
+    for recipe in (continued, refit):
+        assert recipe.data.mef.under_stops[0] == 0 and recipe.data.mef.over_stops[0] == 0
+        assert not recipe.stage2.enabled
+    assert refit.stage1.train == ("faf1",) and refit.stage1.batch_unlabeled == 0
+    # The continuation changes only the brackets and the schedule of the long run's stage 1.
+    assert continued.stage1.train == long_run.stage1.train
+    assert continued.loss == long_run.loss and continued.data.unlabeled == long_run.data.unlabeled
+    assert continued.data.mef.illumination_stops == long_run.data.mef.illumination_stops
 
 
 def test_two_stage_recipe_has_the_paper_values():
