@@ -12,6 +12,10 @@ what this machine can do. Issue 20's target: 65% of the fp32 peak at 512 and 102
 ``--baseline-rev`` checks the given git revision out into a temporary ``git worktree``, imports
 that revision's engine under another module name and times it on the same inputs in the same run,
 so the ratio is measured under the same machine load; the worktree is removed afterwards.
+
+Like every ``fuse`` command, it first makes malloc keep freed memory
+(:func:`fusecli.engine.allocator.retain_freed_memory`): on these VMs a fresh page costs more than
+the arithmetic done on it. ``--system-malloc`` leaves malloc alone, for comparison.
 """
 
 from __future__ import annotations
@@ -137,7 +141,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--faf-set", type=int, default=1)
     parser.add_argument("--baseline-rev", help="git revision to compare against, e.g. 6ad3adf")
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave malloc as configured (the fuse command makes it keep freed memory)",
+    )
     args = parser.parse_args()
+
+    retained = False
+    if not args.system_malloc:
+        from fusecli.engine.allocator import retain_freed_memory
+
+        retained = retain_freed_memory()
 
     torch.set_num_threads(args.threads)
     from fusecli.engine import PSLPT
@@ -155,7 +170,7 @@ def main() -> None:
         peak = matmul_peak(torch.float32)
         print(f"CPU: {cpu}; vector features: {', '.join(features) or 'none listed'}")
         print(f"torch {torch.__version__}, threads={args.threads} repeats={args.repeats}", end="")
-        print(f" faf_set={args.faf_set}")
+        print(f" faf_set={args.faf_set} malloc={'retains freed memory' if retained else 'system'}")
         print(f"fp32 matmul peak ({PEAK_SIZE}x{PEAK_SIZE}): {peak:.1f} GFLOP/s")
         if "avx512_bf16" in features or "amx_bf16" in features:
             bf16 = matmul_peak(torch.bfloat16)
