@@ -38,6 +38,7 @@ def test_ssim_of_identical_images_is_one_and_loss_zero():
     [
         ("texture_weight", "texture", lambda f, gt, a, b: L.texture_loss(f, a, b)),
         ("l1_weight", "l1", lambda f, gt, a, b: (f - gt).abs().mean()),
+        ("exposure_weight", "exposure", lambda f, gt, a, b: L.exposure_loss(f, gt)),
     ],
 )
 def test_optional_supervised_terms_are_off_by_default_and_add_weight_times_term(
@@ -61,6 +62,32 @@ def test_l1_weights_apply_to_their_own_task_only():
     mef = L.supervised_task_loss(f, ra, rb, gt, a, b, **weights.supervised_options("mef"))
     assert "l1" in mff and "l1" not in mef
     assert (mff["total"] - mef["total"]).item() == pytest.approx(4.0 * mff["l1"].item(), rel=1e-5)
+
+
+def test_exposure_loss_sees_block_brightness_not_the_detail_inside_a_block():
+    g = torch.Generator().manual_seed(4)
+    target = torch.rand(2, 1, 32, 32, generator=g)
+    # A checkerboard of +-0.1 has a zero mean over every 8x8 block.
+    rows, cols = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    checker = ((rows + cols) % 2 * 2 - 1).float() * 0.1
+    assert L.exposure_loss(target + checker, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert (target + checker - target).abs().mean().item() == pytest.approx(0.1, rel=1e-5)
+    # A region made brighter by 0.3 over a quarter of the image: 0.3 / 4 on average.
+    brighter = target.clone()
+    brighter[..., :16, :16] += 0.3
+    assert L.exposure_loss(brighter, target).item() == pytest.approx(0.075, rel=1e-5)
+
+
+def test_exposure_weight_applies_to_mef_only():
+    g = torch.Generator().manual_seed(5)
+    f, ra, rb, gt, a, b = (torch.rand(1, 1, 24, 24, generator=g) for _ in range(6))
+    weights = L.LossWeights(mef_exposure_weight=2.0)
+    mff = L.supervised_task_loss(f, ra, rb, gt, a, b, **weights.supervised_options("mff"))
+    mef = L.supervised_task_loss(f, ra, rb, gt, a, b, **weights.supervised_options("mef"))
+    assert "exposure" in mef and "exposure" not in mff
+    assert (mef["total"] - mff["total"]).item() == pytest.approx(
+        2.0 * mef["exposure"].item(), rel=1e-5
+    )
 
 
 def test_ssim_of_constant_images_matches_closed_form():
