@@ -67,7 +67,7 @@ from fusecli.engine.model import PSLPT
 from fusecli.engine.weights import load_weights, shipped_weights_path
 from fusecli.hookspecs import TaskSpec
 from fusecli.io import read_image, write_image
-from fusecli.pipeline import fuse_sources, network_inputs
+from fusecli.pipeline import DETAIL_BANDS, fuse_sources, network_inputs
 from fusecli.plugins import get_catalog
 from fusecli.train.data import held_out_pairs, list_images
 from fusecli.train.recipe import Recipe
@@ -205,6 +205,13 @@ def network_digest(net: PSLPT, faf_set: int) -> str:
     return digest.hexdigest()
 
 
+def composition_stamp(spec: TaskSpec) -> str:
+    """How a task turns the network's fusion into its output, for the cache stamp: results
+    composed another way (the pipeline's composition changed) are not reused."""
+    detail = f" bands={DETAIL_BANDS}" if spec.compose == "detail" else ""
+    return f" compose={spec.compose}{detail} global_view={spec.global_view}"
+
+
 def prepare_sources(work: Path, eval_set: EvalSet) -> Path:
     """Link the held-out pairs into work/<set>/sources/<dir>/ so `fuse eval` sees only them."""
     base = work / eval_set.name / "sources"
@@ -271,7 +278,7 @@ def fuse_set(
 
     folder_by_stamp: dict[str, Path] = {}
     for method, net in networks.items():
-        stamp_text = network_digest(net, spec.faf_set)
+        stamp_text = network_digest(net, spec.faf_set) + composition_stamp(spec)
         folder = work / eval_set.name / method
         _stamped_folder(folder, stamp_text)
         twin = folder_by_stamp.setdefault(stamp_text, folder)

@@ -105,7 +105,13 @@ class TaskSpec:
             output pixel is taken from the sources, in full colour, by the network's decision
             (the source each pixel mostly came from, see ``--save-map``), blended over a few
             pixels at the boundaries. For multi-focus, where every pixel is sharp in some
-            source and any re-synthesis of it loses detail. Classical methods ignore it.
+            source and any re-synthesis of it loses detail. ``detail``: the network's fused
+            luminance with its finest pyramid bands replaced by the sources' (per band and
+            pixel, the detail of largest magnitude, see
+            :func:`fusecli.classical.with_source_detail`): the network decides brightness and
+            which source each region follows, the sources give the fine texture that the
+            network's encoder-decoder round trip smooths. For exposure brackets, where every
+            source holds real detail somewhere. Classical methods ignore ``compose``.
         global_view: 0 (the default), or a side in pixels: images larger than that are also
             fused whole, scaled down to it, and the output's coarse structure comes from that
             fusion (see :func:`fusecli.engine.tiling.fuse_global_view`). For tasks where
@@ -162,7 +168,7 @@ class TaskSpec:
 MIN_GLOBAL_VIEW = 64
 """Smallest ``TaskSpec.global_view``: below it the network sees too few pixels to judge."""
 
-COMPOSE_MODES = ("network", "select")
+COMPOSE_MODES = ("network", "select", "detail")
 """How a task's output is made from the network's fusion (see ``TaskSpec.compose``)."""
 
 

@@ -12,8 +12,10 @@ from fusecli.classical import (
     guided_filter_fusion_many,
     guided_filter_weights,
     laplacian_fusion,
+    laplacian_fusion_many,
     laplacian_pyramid,
     reconstruct_pyramid,
+    with_source_detail,
 )
 
 
@@ -41,6 +43,36 @@ def test_laplacian_fusion_keeps_the_sharper_detail() -> None:
     fused = laplacian_fusion(sharp, flat)
     # Stripes survive (average would halve their contrast).
     assert (fused[..., 8:24:2, 8:24] - fused[..., 9:24:2, 8:24]).mean() > 0.75
+
+
+def test_source_detail_over_the_sources_mean_is_laplacian_fusion() -> None:
+    # The detail rule is the pyramid method's (ties to the first source), and the pyramid is
+    # linear, so the mean's base band is the mean of the sources' base bands.
+    sources = [torch.rand(1, 1, 37, 30, generator=_generator(seed)) for seed in (3, 4, 5)]
+    mean = torch.stack(sources).mean(dim=0)
+    composed = with_source_detail(mean, iter(sources), 4)
+    assert torch.allclose(composed.clamp(0, 1), laplacian_fusion_many(sources, levels=4), atol=1e-6)
+
+
+def test_source_detail_keeps_the_fusions_base_and_the_sources_finest_bands() -> None:
+    sources = [torch.rand(2, 3, 40, 24, generator=_generator(seed)) for seed in (6, 7)]
+    fused = torch.rand(2, 3, 40, 24, generator=_generator(8))
+    first, second = (laplacian_pyramid(s, 2) for s in sources)
+    strongest = [torch.where(a.abs() >= b.abs(), a, b) for a, b in zip(first[:2], second[:2])]
+    expected = reconstruct_pyramid([*strongest, laplacian_pyramid(fused, 2)[-1]])
+    assert torch.allclose(with_source_detail(fused, sources, 2), expected, atol=1e-6)
+    # A fusion whose sources are all itself is unchanged.
+    assert torch.allclose(with_source_detail(fused, [fused, fused], 3), fused, atol=1e-6)
+
+
+def test_source_detail_refuses_mismatched_or_missing_sources() -> None:
+    fused = torch.rand(1, 1, 16, 16, generator=_generator(9))
+    with pytest.raises(ValueError, match="source 1 has shape"):
+        with_source_detail(fused, [fused, torch.rand(1, 1, 16, 15)], 2)
+    with pytest.raises(ValueError, match="at least one source"):
+        with_source_detail(fused, [], 2)
+    with pytest.raises(ValueError, match="at least 1"):
+        with_source_detail(fused, [fused], 0)
 
 
 def _generator(seed: int) -> torch.Generator:

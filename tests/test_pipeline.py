@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from fusecli import pipeline
+from fusecli.classical import with_source_detail
 from fusecli.color import ColorPolicy, luminance
-from fusecli.engine import PSLPT, decide_tiled, save_weights
+from fusecli.engine import PSLPT, decide_tiled, fuse_tiled, save_weights
 from fusecli.errors import FuseError, ImageWriteError, PluginError, WeightsError
 from fusecli.hookspecs import InputRole, TaskSpec
 from fusecli.io import read_image, write_image
@@ -199,6 +200,32 @@ def test_a_stack_read_frame_by_frame_fuses_as_one_held_in_memory(
     assert torch.allclose(streamed, reference, rtol=0, atol=1e-6)
     levels = torch.round(read_image(tmp_path / "map.png").pixels * 255).long()
     assert torch.equal(levels, torch.round(reference_map * 255 / 9).long())
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_a_bracket_takes_its_finest_bands_from_the_sources_read_or_held(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch, spill: bool
+) -> None:
+    # mef composes "detail": the network's luminance with the sources' finest bands, in
+    # memory (fuse_sources) and frame by frame from a store (fuse_files) alike.
+    spec = CATALOG.get("mef").spec
+    assert spec.compose == "detail"
+    paths = _colour_stack(tmp_path, 3, size=(40, 48))
+    net, _ = pipeline.open_network(spec, weights)
+    pixels = [read_image(path).pixels for path in paths]
+    luma = pipeline.network_inputs(spec, pixels)
+    with torch.inference_mode():
+        network_y = fuse_tiled(net, luma, spec.faf_set, precision="fp32")
+        held = pipeline.fuse_sources(net, spec, pixels, precision="fp32")
+    composed_y = with_source_detail(network_y, luma, pipeline.DETAIL_BANDS)
+    reference = pipeline.restore_color(composed_y, pixels, spec.color).clamp(0.0, 1.0)
+    assert torch.allclose(held, reference, rtol=0, atol=1e-5)
+    assert not torch.allclose(composed_y, network_y, atol=1e-3)
+    monkeypatch.setenv("FUSECLI_STACK_MEMORY_MB", "0" if spill else "1e6")
+    result = pipeline.fuse_files(
+        spec, paths, tmp_path / "out.tif", weights=weights, bit_depth=32, precision="fp32"
+    )
+    assert torch.allclose(read_image(result.output).pixels, held, rtol=0, atol=1e-5)
 
 
 def _recording(stores: list) -> type:

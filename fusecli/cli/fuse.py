@@ -70,7 +70,13 @@ def describe_task(spec: TaskSpec) -> str:
             *inputs,
             f"Output: the first source's size and the deepest source's bit depth; colour: "
             f"{spec.colour_text()} (grey sources give a grey result); alpha is dropped. "
-            f"FAF set {spec.faf_set}.",
+            f"FAF set {spec.faf_set}."
+            + (
+                " Fine detail: the sources' own, the strongest per pixel; coarser structure "
+                "and brightness: the network's."
+                if spec.compose == "detail"
+                else ""
+            ),
         ]
     )
 

@@ -1,5 +1,6 @@
 """Tests of the model-card benchmark: held-out sets, the stage-1 network, the bar, the table."""
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from model_card import (
     Stat,
     compare,
     competitors,
+    composition_stamp,
     evaluation_sets,
     markdown_table,
     network_digest,
@@ -29,12 +31,14 @@ from model_card import (
 
 from fusecli.engine.config import ModelConfig
 from fusecli.engine.model import PSLPT
+from fusecli.plugins import load_catalog
 from fusecli.train.data import held_out_pairs
 from fusecli.train.recipe import Recipe
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / ".." / "shared" / "data"
 SMALL = ModelConfig(channels=12, num_heads=2, levels=2)
+CATALOG = load_catalog(autoload=False)
 
 
 def _means(ours: dict[str, float], average: float = 0.5, laplacian: float = 0.6) -> dict:
@@ -65,6 +69,16 @@ def test_stage1_network_uses_fusion_set_1_for_every_task() -> None:
     # MFF/MEF outputs are cached under one digest for both, IVF/MMF under different ones.
     assert network_digest(stage1, 1) == network_digest(net, 1) == network_digest(stage1, 2)
     assert network_digest(net, 2) != network_digest(net, 1)
+
+
+def test_results_composed_another_way_are_not_reused() -> None:
+    mef = CATALOG.get("mef").spec
+    stamps = {
+        composition_stamp(dataclasses.replace(mef, compose=compose))
+        for compose in ("network", "select", "detail")
+    }
+    assert len(stamps) == 3
+    assert composition_stamp(mef) != composition_stamp(dataclasses.replace(mef, global_view=0))
 
 
 def test_update_card_rewrites_only_the_marked_table(tmp_path) -> None:

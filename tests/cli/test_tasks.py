@@ -21,7 +21,7 @@ def test_tasks_lists_roles_inputs_faf_set_colour_and_plugin() -> None:
     assert rows["ivf"]["colour"] == "chroma from visible" and rows["ivf"]["faf_set"] == 2
     assert rows["mmf"]["roles"] == ["anatomical", "functional"]
     assert rows["mef"]["inputs"] == "2 or more" and rows["mef"]["faf_set"] == 1
-    assert (rows["mef"]["compose"], rows["mef"]["global_view"]) == ("network", 160)
+    assert (rows["mef"]["compose"], rows["mef"]["global_view"]) == ("detail", 160)
     assert (rows["mff"]["compose"], rows["mff"]["global_view"]) == ("select", 0)
     assert rows["mff"]["package"].startswith("fusecli ")
     assert "mri/pet" in rows["mmf"]["batch_names"]
