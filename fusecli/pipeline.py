@@ -304,8 +304,6 @@ def _fuse_and_map(
         source_map = clean_decision(source_map)
         fused = select_pixels(sources, source_map)
     else:
-        if spec.compose == "detail":
-            fused_y = with_source_detail(fused_y, luma, DETAIL_BANDS)
         fused = restore_color(fused_y, list(sources), spec.color)
     fused = finished_output(fused, f"the {len(sources)} sources of task {spec.name!r}")
     return fused.cpu(), source_map if with_map else None
@@ -325,7 +323,8 @@ def run_network(
 
     A ``compose="select"`` task gets only the decision (:func:`~fusecli.engine.decide_tiled`,
     not yet cleaned): ``(None, indices)``. Any other task gets its fused luminance, with the
-    task's global view, and with ``with_map`` the source map: ``(fused, map or None)``.
+    task's global view (and for ``compose="detail"`` the frames' finest bands, read one frame
+    at a time), and with ``with_map`` the source map: ``(fused, map or None)``.
     """
     with torch.inference_mode():
         if spec.compose == "select":
@@ -342,7 +341,19 @@ def run_network(
             net, frames, spec.faf_set, tile_size=tile_size, progress=progress,
             precision=precision, source_map=source_map, global_view=spec.global_view,
         )  # fmt: skip
+        if spec.compose == "detail":
+            fused = with_source_detail(fused, _whole_frames(frames), DETAIL_BANDS)
         return fused, source_map
+
+
+def _whole_frames(frames: Sequence[torch.Tensor] | FrameStack) -> Iterator[torch.Tensor]:
+    """Each frame whole, one at a time (a stack in a temporary file is read frame by frame)."""
+    if not isinstance(frames, FrameStack):
+        yield from frames
+        return
+    height, width = frames.shape[-2:]
+    for index in range(len(frames)):
+        yield frames.window(index, slice(0, height), slice(0, width))
 
 
 def source_map_image(indices: torch.Tensor, count: int) -> torch.Tensor:
@@ -928,9 +939,6 @@ def fuse_job(job: FusionJob) -> torch.Tensor:
                 progress=settings["progress"], precision=settings["precision"],
                 with_map=settings["source_map"] is not None,
             )  # fmt: skip
-            if fused_y is not None and job.spec.compose == "detail":
-                every_frame = (frames.frame(index) for index in range(len(frames)))
-                fused_y = with_source_detail(fused_y, every_frame, DETAIL_BANDS)
         else:
             fused_y = _method_luminance(
                 settings["method"],
